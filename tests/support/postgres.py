@@ -90,9 +90,13 @@ def postgres_server() -> Iterator[str]:
 
 
 def with_database(admin_dsn: str, dbname: str) -> str:
+    """The same server with another database, as a postgresql:// URI (what users pass as --source)."""
     info = psycopg.conninfo.conninfo_to_dict(admin_dsn)
-    info["dbname"] = dbname
-    return psycopg.conninfo.make_conninfo(**info)  # type: ignore[arg-type]
+    user = info.get("user") or "postgres"
+    password = f":{info['password']}" if info.get("password") else ""
+    host = info.get("host") or "127.0.0.1"
+    port = info.get("port") or 5432
+    return f"postgresql://{user}{password}@{host}:{port}/{dbname}"
 
 
 @contextlib.contextmanager

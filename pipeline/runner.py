@@ -1,0 +1,489 @@
+"""The one place that knows the stage order, the run lifecycle and when a resume is allowed.
+
+Library first: `run`, `dry_run` and `resume` here are what the CLI calls, with the same effect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pipeline import faults
+from pipeline.backup import atomic_swap, create_backup
+from pipeline.checks import (
+    checksum_parquet,
+    checksum_sqlite,
+    count_rows,
+    foreign_key_violations,
+    integrity_check,
+)
+from pipeline.config import Config, load_config
+from pipeline.console import Console
+from pipeline.errors import ConfigError, IntegrityError, Interrupted, SupamigrateError
+from pipeline.extract import extract_table
+from pipeline.findings import collect_findings
+from pipeline.load import StaleStaging, load_all, open_db
+from pipeline.logs import close_run_log, get_logger, open_run_log
+from pipeline.migrations import schema_checksum
+from pipeline.plan import MigrationPlan, build_plan
+from pipeline.redact import redact_dsn
+from pipeline.report import write_reports
+from pipeline.runs import Manifest, RunDir, file_lock, find_runs, new_run_id, target_lock_path, utcnow_iso
+from pipeline.sources import open_source
+from pipeline.sources.base import Source
+from pipeline.sqlite_settings import apply_app_pragmas
+from pipeline.target import load_target_schema
+from pipeline.transform import transform_all
+
+log = get_logger(stage="run")
+VOLATILE_IDENTITY = ("snapshot",)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    status: str
+    exit_code: int
+    report: dict[str, Any]
+    target: Path | None = None
+    summary: list[str] = field(default_factory=list)
+
+
+class _StopFlag:
+    """SIGINT sets a flag checked at batch boundaries; a second Ctrl-C aborts at once."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    def __call__(self) -> bool:
+        return self.stop
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        try:
+            previous = signal.getsignal(signal.SIGINT)
+        except ValueError:
+            yield
+            return
+
+        def handler(_sig: int, _frame: FrameType | None) -> None:
+            if self.stop:
+                raise KeyboardInterrupt
+            self.stop = True
+
+        try:
+            signal.signal(signal.SIGINT, handler)
+        except ValueError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def stable_identity(identity: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in identity.items() if not k.startswith(VOLATILE_IDENTITY)}
+
+
+def fingerprint(config: Config, source: Source, migrations_dir: Path, dry_run: bool) -> dict[str, Any]:
+    return {
+        "config_sha256": config.digest(),
+        "config": config.fingerprint_data(),
+        "source": stable_identity(source.identity()),
+        "schema_sha256": schema_checksum(migrations_dir),
+        "dry_run": dry_run,
+    }
+
+
+def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Name what changed between two fingerprints, down to the config key."""
+    changes: list[str] = []
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+        elif a != b:
+            changes.append(path)
+
+    walk(old.get("config", {}), new.get("config", {}), "")
+    if old.get("source") != new.get("source"):
+        changes.append("source identity (" + ", ".join(
+            k for k in sorted(set(old.get("source", {})) | set(new.get("source", {})))
+            if old.get("source", {}).get(k) != new.get("source", {}).get(k)) + ")")
+    if old.get("schema_sha256") != new.get("schema_sha256"):
+        changes.append("target schema (target_schema/ migrations)")
+    return changes
+
+
+def _resolve(config_path: str | Path | None, source: str | None, target: str | None,
+             runs_dir: str | None) -> tuple[Config, Path]:
+    config = load_config(config_path).with_overrides(source=source, target=target, runs_dir=runs_dir)
+    base = Path(config_path).resolve().parent if config_path else Path.cwd()
+    return config, base
+
+
+def _abs(base: Path, p: str) -> Path:
+    q = Path(p)
+    return q if q.is_absolute() else base / q
+
+
+def run(
+    config_path: str | Path | None = None,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    runs_dir: str | None = None,
+    dry_run: bool = False,
+    console: Console | None = None,
+) -> RunOutcome:
+    """Run the whole pipeline; continue an unfinished run of the same fingerprint if there is one."""
+    return _execute(config_path, source=source, target=target, runs_dir=runs_dir, dry_run=dry_run,
+                    run_id=None, fresh=False, auto_resume=True, console=console)
+
+
+def dry_run(
+    config_path: str | Path | None = None,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    runs_dir: str | None = None,
+    console: Console | None = None,
+) -> RunOutcome:
+    """The full pipeline into a scratch file in the run folder; the configured target is not touched."""
+    return _execute(config_path, source=source, target=target, runs_dir=runs_dir, dry_run=True,
+                    run_id=None, fresh=False, auto_resume=False, console=console)
+
+
+def resume(
+    run_id: str | None = None,
+    *,
+    config_path: str | Path | None = None,
+    source: str | None = None,
+    target: str | None = None,
+    runs_dir: str | None = None,
+    fresh: bool = False,
+    console: Console | None = None,
+) -> RunOutcome:
+    """Continue a run from its last committed batch; refuse if config, source or schema changed."""
+    return _execute(config_path, source=source, target=target, runs_dir=runs_dir, dry_run=None,
+                    run_id=run_id, fresh=fresh, auto_resume=True, console=console, must_resume=not fresh)
+
+
+def _pick_resumable(runs_root: Path, run_id: str | None, must: bool) -> Manifest | None:
+    if run_id:
+        m = Manifest.load(runs_root / run_id / "manifest.json")
+        if m.data.get("status") == "succeeded":
+            raise ConfigError(f"run {run_id} already succeeded; nothing to resume")
+        return m
+    for p in reversed(find_runs(runs_root)):
+        m = Manifest.load(p / "manifest.json")
+        if m.data.get("status") not in ("succeeded", "dry_run_clean", "dry_run_blocked"):
+            return m
+    if must:
+        raise ConfigError(f"no unfinished run in {runs_root} to resume")
+    return None
+
+
+def _execute(
+    config_path: str | Path | None,
+    *,
+    source: str | None,
+    target: str | None,
+    runs_dir: str | None,
+    dry_run: bool | None,
+    run_id: str | None,
+    fresh: bool,
+    auto_resume: bool,
+    console: Console | None,
+    must_resume: bool = False,
+) -> RunOutcome:
+    config, base = _resolve(config_path, source, target, runs_dir)
+    console = console or Console.quiet()
+    runs_root = _abs(base, config.run.runs_dir)
+    migrations_dir = _abs(base, config.target.migrations)
+    src_uri = config.source.uri
+    if not src_uri.startswith(("postgres://", "postgresql://", "https://", "http://", "dump:")):
+        src_uri = str(_abs(base, src_uri))
+    schema_file = str(_abs(base, config.source.schema_file)) if config.source.schema_file else None
+    src = open_source(src_uri, schema_path=schema_file, schemas=config.source.schemas)
+    try:
+        previous = _pick_resumable(runs_root, run_id, must_resume) if auto_resume and not fresh else None
+        is_dry = bool(previous.data["fingerprint"].get("dry_run")) if previous and dry_run is None else bool(dry_run)
+        fp = fingerprint(config, src, migrations_dir, is_dry)
+        if previous is not None:
+            changes = describe_difference(previous.data["fingerprint"], fp)
+            if changes:
+                if must_resume:
+                    raise ConfigError(
+                        f"cannot resume run {previous.data['run_id']}: changed since it started: "
+                        + "; ".join(changes) + ". Use `supamigrate resume --fresh` to start over.")
+                previous = None
+        if previous is not None:
+            rd = RunDir(previous.path.parent)
+            manifest = previous
+            console.line(f"resuming run {rd.run_id}")
+        else:
+            rd = RunDir.in_runs(runs_root, new_run_id()).create()
+            manifest = Manifest.create(rd.manifest_path, rd.run_id, fp)
+        with file_lock(rd.lock_path, f"run folder {rd.root}"):
+            open_run_log(rd.log_path)
+            try:
+                return _stages(config, base, src, src_uri, rd, manifest, migrations_dir, is_dry, console)
+            finally:
+                close_run_log()
+    finally:
+        src.close()
+
+
+def _stages(
+    config: Config,
+    base: Path,
+    src: Source,
+    src_uri: str,
+    rd: RunDir,
+    manifest: Manifest,
+    migrations_dir: Path,
+    is_dry: bool,
+    console: Console,
+) -> RunOutcome:
+    started = manifest.data.get("created_at", utcnow_iso())
+    manifest.set("status", "running")
+    target = _abs(base, config.target.path.format(run_id=rd.run_id))
+    log.info("run started", run_id=rd.run_id, source=redact_dsn(src_uri), dry_run=is_dry, target=str(target))
+    stop = _StopFlag()
+    report: dict[str, Any] = {
+        "schema_version": 1, "run_id": rd.run_id, "status": "running", "dry_run": is_dry,
+        "started_at": started, "finished_at": None,
+        "source": {"kind": src.kind, "uri": redact_dsn(src_uri), "identity": src.identity()},
+        "target": {"path": str(target), "staging": None, "backup_before": None, "backup_after": None,
+                   "swapped": False},
+        "tables": [], "unmigrated_tables": [], "checks": [], "findings": [], "stages": [], "auth": {},
+        "error": None,
+    }
+    plan: MigrationPlan | None = None
+    totals: dict[str, dict[str, Any]] = {}
+    stages: list[dict[str, Any]] = []
+    try:
+        with stop.installed(), contextlib.ExitStack() as stack:
+            if not is_dry:
+                stack.enter_context(file_lock(target_lock_path(target), f"target {target}"))
+            schema = load_target_schema(migrations_dir)
+            tables = src.tables()
+            plan = build_plan(config, tables, schema)
+            report["unmigrated_tables"] = [{"name": n, "rows": r, "reason": why} for n, r, why in plan.unmigrated]
+            if plan.blocking and not is_dry:
+                raise ConfigError("the plan has blocking problems:\n" + "\n".join(
+                    f"  {i.table}{'.' + i.column if i.column else ''}: {i.message}"
+                    + (f" ({i.suggestion})" if i.suggestion else "") for i in plan.blocking))
+            by_name = {t.qualified: t for t in tables}
+            # extract
+            t0 = time.perf_counter()
+            rows = 0
+            with console.stage("extract") as bar:
+                for name in plan.source_tables():
+                    info = by_name[name]
+                    bar.table(name, info.row_estimate)
+                    n, redone, retries = extract_table(src, info, rd, manifest, batch_rows=config.run.batch_rows,
+                                                       progress=bar.advance, should_stop=stop)
+                    rows += n
+                    if redone:
+                        report.setdefault("redone_checkpoints", []).extend(redone)
+                    if retries:
+                        report.setdefault("retries", {})[name] = retries
+            stages.append(_stage("extract", t0, rows))
+            # transform
+            t0 = time.perf_counter()
+            with console.stage("transform") as bar:
+                totals = transform_all(plan, config, rd, manifest, progress=bar.advance, should_stop=stop)
+            stages.append(_stage("transform", t0, sum(t["source_rows"] for t in totals.values())))
+            # load
+            staging = rd.staging_dir / (("dry-run-" if is_dry else "") + target.name)
+            report["target"]["staging"] = str(staging)
+            t0 = time.perf_counter()
+            with console.stage("load") as bar:
+                try:
+                    loaded = load_all(plan, rd, manifest, staging, migrations_dir, progress=bar.advance,
+                                      should_stop=stop)
+                except StaleStaging as exc:
+                    log.warning("staging file is stale; rebuilding it", reason=str(exc))
+                    _remove_sqlite(staging)
+                    loaded = load_all(plan, rd, manifest, staging, migrations_dir, progress=bar.advance,
+                                      should_stop=stop)
+            stages.append(_stage("load", t0, int(sum(v["rows"] for v in loaded.values()))))
+            # checks
+            t0 = time.perf_counter()
+            checks = run_checks(plan, rd, manifest, staging)
+            report["checks"] = checks
+            stages.append(_stage("checks", t0, 0))
+            report["tables"] = _table_rows(plan, totals, checks, loaded)
+            failed = [c for c in checks if not c["ok"]]
+            if failed:
+                raise IntegrityError("post-load checks failed; the target was not touched:\n" + "\n".join(
+                    f"  {c['name']}{' on ' + c['table'] if c['table'] else ''}: {c['detail']}" for c in failed))
+            if not is_dry:
+                t0 = time.perf_counter()
+                _finalize_staging(staging, rd.run_id, started, redact_dsn(src_uri), config.digest())
+                faults.point("swap.before")
+                bk = config.target.backups
+                bdir = _abs(base, bk.dir.format(run_id=rd.run_id)) if bk.dir else None
+                if bk.enabled and target.exists():
+                    report["target"]["backup_before"] = str(
+                        create_backup(target, backup_dir=bdir, prefix=bk.prefix, keep=bk.keep))
+                faults.point("swap.after_backup")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_swap(staging, target)
+                report["target"]["swapped"] = True
+                with open_db(target) as conn:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                faults.point("swap.after_rename")
+                if bk.enabled:
+                    report["target"]["backup_after"] = str(
+                        create_backup(target, backup_dir=bdir, prefix=bk.prefix, keep=bk.keep))
+                stages.append(_stage("swap", t0, 0))
+        report["findings"] = collect_findings(plan, totals, report, config)
+        blocking = any(f["severity"] == "blocking" for f in report["findings"])
+        status = ("dry_run_blocked" if blocking else "dry_run_clean") if is_dry else "succeeded"
+        exit_code = 1 if (is_dry and blocking) else 0
+    except Interrupted as exc:
+        status, exit_code = "interrupted", Interrupted.exit_code
+        report["error"] = str(exc) + f"; resume with: supamigrate resume {rd.run_id}"
+    except SupamigrateError as exc:
+        status, exit_code = "failed", exc.exit_code
+        report["error"] = str(exc)
+    except KeyboardInterrupt:
+        status, exit_code = "interrupted", Interrupted.exit_code
+        report["error"] = f"interrupted; resume with: supamigrate resume {rd.run_id}"
+    if status in ("failed", "interrupted") and plan is not None and totals and not report["tables"]:
+        report["tables"] = _table_rows(plan, totals, [], {})
+    if status in ("failed", "interrupted") and plan is not None and not report["findings"]:
+        with contextlib.suppress(Exception):
+            report["findings"] = collect_findings(plan, totals, report, config)
+    report["stages"] = stages
+    report["status"] = status
+    report["finished_at"] = utcnow_iso()
+    manifest.set("status", status)
+    write_reports(rd.root, report)
+    log.info("run finished", status=status, exit_code=exit_code, error=report["error"])
+    return RunOutcome(rd.run_id, rd.root, status, exit_code, report,
+                      target if report["target"]["swapped"] else None)
+
+
+def _stage(name: str, t0: float, rows: int) -> dict[str, Any]:
+    s = round(time.perf_counter() - t0, 4)
+    return {"name": name, "seconds": s, "rows": rows, "rows_per_second": round(rows / s, 1) if s > 0 else 0.0}
+
+
+def _remove_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(path) + suffix)
+
+
+def run_checks(plan: MigrationPlan, rd: RunDir, manifest: Manifest, staging: Path) -> list[dict[str, Any]]:
+    """Counts, content checksums, foreign keys and integrity of the staging file."""
+    out: list[dict[str, Any]] = []
+    with open_db(staging) as conn:
+        for tp in plan.tables:
+            st = manifest.transform_state(tp.name)["batches"]
+            files = [rd.root / e["file"] for _, e in sorted(st.items())]
+            src_rows = sum(e["rows_in"] for e in st.values())
+            loaded = sum(e["loaded"] for e in st.values())
+            rej = sum(e["rejected"] for e in st.values())
+            filt = sum(e["filtered"] for e in st.values())
+            eq_ok = src_rows == loaded + rej + filt
+            extracted = sum(manifest.extract_state(s)["rows"] for s in tp.source_tables)
+            out.append({"name": "count_equation", "table": tp.name, "ok": eq_ok,
+                        "detail": f"source {src_rows} = loaded {loaded} + rejected {rej} + filtered {filt}"})
+            if tp.kind == "table":
+                out.append({"name": "extracted_rows", "table": tp.name, "ok": extracted == src_rows,
+                            "detail": f"extracted {extracted}, transformed {src_rows}"})
+            in_db = count_rows(conn, tp.name)
+            out.append({"name": "row_count", "table": tp.name, "ok": in_db == loaded,
+                        "detail": f"target has {in_db} rows, {loaded} were loaded"})
+            if files:
+                import pyarrow.parquet as pq
+
+                cols = pq.ParquetFile(files[0]).schema_arrow.names
+                a = checksum_parquet(files, cols)
+                b = checksum_sqlite(conn, tp.name, cols)
+                out.append({"name": "content_checksum", "table": tp.name, "ok": a == b, "digest": b.digest,
+                            "detail": f"transformed {a.rows} rows {a.digest}, target {b.rows} rows {b.digest}"})
+        fks = foreign_key_violations(conn)
+        out.append({"name": "foreign_key_check", "table": None, "ok": not fks,
+                    "detail": "no violations" if not fks else "; ".join(
+                        f"{v.table} -> {v.parent}: row {v.key}" for v in fks[:10])})
+        ic = integrity_check(conn)
+        out.append({"name": "integrity_check", "table": None, "ok": ic == ["ok"], "detail": "; ".join(ic[:5])})
+        dup = conn.execute("SELECT count(*) FROM (SELECT 1 FROM _supamigrate_ledger GROUP BY table_name, batch_id "
+                           "HAVING count(*) > 1)").fetchone()[0]
+        out.append({"name": "ledger_unique", "table": None, "ok": dup == 0, "detail": f"{dup} batches recorded twice"})
+    return out
+
+
+def _finalize_staging(staging: Path, run_id: str, started: str, source: str, config_sha: str) -> None:
+    with open_db(staging) as conn:
+        conn.execute("INSERT OR REPLACE INTO _supamigrate_runs VALUES (?, ?, ?, ?, ?)",
+                     (run_id, started, utcnow_iso(), source, config_sha))
+        conn.execute("ANALYZE")
+        apply_app_pragmas(conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _table_rows(plan: MigrationPlan, totals: dict[str, dict[str, Any]], checks: list[dict[str, Any]],
+                loaded: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    rows = []
+    for tp in plan.tables:
+        t = totals.get(tp.name)
+        if t is None:
+            continue
+        checksum = next((c["digest"] for c in checks
+                         if c["name"] == "content_checksum" and c["table"] == tp.name and c["ok"]), None)
+        rows.append({
+            "name": tp.name, "source_table": "+".join(tp.source_tables), "source_rows": t["source_rows"],
+            "loaded": t["loaded"], "rejected": t["rejected"], "filtered": t["filtered"],
+            "seconds": round(t["seconds"] + loaded.get(tp.name, {}).get("seconds", 0.0), 4),
+            "equation_ok": t["source_rows"] == t["loaded"] + t["rejected"] + t["filtered"],
+            "checksum": checksum, "reject_reasons": t["reject_reasons"],
+            "filter_reasons": t["filter_reasons"],
+        })
+    return rows
+
+
+def status(run_id: str | None = None, *, runs_dir: str | Path = "runs") -> list[dict[str, Any]]:
+    """The state of one run, or of every run in the runs folder."""
+    root = Path(runs_dir)
+    paths = [root / run_id] if run_id else find_runs(root)
+    out = []
+    for p in paths:
+        m = Manifest.load(p / "manifest.json")
+        out.append({
+            "run_id": m.data["run_id"], "status": m.data.get("status"), "created_at": m.data.get("created_at"),
+            "dry_run": m.data["fingerprint"].get("dry_run"),
+            "extract": {k: {"rows": v["rows"], "batches": len(v["batches"]), "done": v["done"]}
+                        for k, v in m.data["extract"].items()},
+            "transform": {k: {"batches": len(v["batches"]), "done": v["done"]}
+                          for k, v in m.data["transform"].items()},
+        })
+    return out
+
+
+def check_config(config_path: str | Path | None = None) -> Config:
+    """Validate a config file without touching any source; raises ConfigError naming the bad key."""
+    return load_config(config_path)
+
+
+def staged_ledger(staging: Path) -> list[tuple[str, str, int]]:
+    with contextlib.closing(sqlite3.connect(staging)) as conn:
+        return list(conn.execute("SELECT table_name, batch_id, rows FROM _supamigrate_ledger ORDER BY 1, 2"))
+

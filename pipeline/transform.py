@@ -1,0 +1,615 @@
+"""Extracted text batches into target-shaped Parquet batches plus rejects, table by table.
+
+Tables run parents first, and everything a later table needs from an earlier one (the keys that
+made it into the target, the reasons others did not) is read back from the committed files, so a
+resumed transform decides every row exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline import faults
+from pipeline.config import REJECT, Config, RowFilter
+from pipeline.errors import Interrupted, SourceError
+from pipeline.logs import get_logger
+from pipeline.plan import MigrationPlan, TablePlan
+from pipeline.runs import Manifest, RunDir, atomic_write_bytes, atomic_write_parquet, file_sha256
+from pipeline.sources.base import Column, TableInfo
+from pipeline.target import StorageClass, TargetColumn
+from transforms.policy import TypePolicy
+from transforms.types import convert_column
+
+log = get_logger(stage="transform")
+
+ARROW_TYPES: dict[StorageClass, pa.DataType] = {
+    "INTEGER": pa.int64(),
+    "REAL": pa.float64(),
+    "TEXT": pa.string(),
+    "BLOB": pa.binary(),
+}
+SAMPLE_REJECTS = 20
+
+
+@dataclass
+class Staged:
+    """One batch renamed into target columns, still text, with the row fates decided so far."""
+
+    columns: dict[str, pa.Array]
+    source_columns: dict[str, Column]
+    keys: list[str]
+    raw: list[dict[str, Any]] | None
+    raw_table: pa.Table
+    errors: dict[int, tuple[str, str | None, str]] = field(default_factory=dict)
+    filtered: dict[int, str] = field(default_factory=dict)
+    notes: Counter[str] = field(default_factory=Counter)
+
+    def reject(self, i: int, code: str, column: str | None, reason: str) -> None:
+        if i not in self.errors and i not in self.filtered:
+            self.errors[i] = (code, column, reason)
+
+    @property
+    def n(self) -> int:
+        return len(self.keys)
+
+
+def row_keys(data: pa.Table, pk: tuple[str, ...], offset: int) -> list[str]:
+    if not pk:
+        return [f"row {offset + i + 1}" for i in range(data.num_rows)]
+    cols = [data.column(c).to_pylist() for c in pk]
+    if len(cols) == 1:
+        return ["NULL" if v is None else str(v) for v in cols[0]]
+    return ["(" + ", ".join("NULL" if v is None else str(v) for v in vals) + ")" for vals in zip(*cols, strict=True)]
+
+
+def _filter_keep(f: RowFilter, values: list[str | None]) -> list[bool]:
+    if f.op == "is_null":
+        return [v is None for v in values]
+    if f.op == "not_null":
+        return [v is not None for v in values]
+    if f.op == "eq":
+        return [v == f.value for v in values]
+    if f.op == "ne":
+        return [v != f.value for v in values]
+    allowed = set(f.value or [])
+    if f.op == "in":
+        return [v in allowed for v in values]
+    return [v not in allowed for v in values]
+
+
+def _describe_filter(f: RowFilter) -> str:
+    return f"filter {f.column} {f.op}" + (f" {f.value}" if f.value is not None else "")
+
+
+def stage_table_batch(plan: TablePlan, data: pa.Table, offset: int) -> Staged:
+    assert plan.source is not None
+    keys = row_keys(data, plan.source.primary_key, offset)
+    staged = Staged(columns={}, source_columns={}, keys=keys, raw=None, raw_table=data)
+    for f in plan.rule.filter:
+        keep = _filter_keep(f, data.column(f.column).to_pylist())
+        for i, ok in enumerate(keep):
+            if not ok and i not in staged.filtered:
+                staged.filtered[i] = _describe_filter(f)
+    for cm in plan.columns:
+        values = data.column(cm.source).combine_chunks()
+        mapping = plan.rule.enum_map.get(cm.target.name)
+        if mapping:
+            out: list[str | None] = []
+            for i, v in enumerate(values.to_pylist()):
+                if v is not None and v in mapping:
+                    m = mapping[v]
+                    if m == REJECT:
+                        staged.reject(i, "enum_rejected", cm.target.name,
+                                      f"value {v!r} is rejected by tables.{plan.name}.enum_map.{cm.target.name}")
+                        out.append(None)
+                        continue
+                    out.append(m)
+                else:
+                    out.append(v)
+            values = pa.array(out, pa.string())
+        staged.columns[cm.target.name] = values
+        staged.source_columns[cm.target.name] = cm.source_column
+    return staged
+
+
+def _literal_default(default: str | None) -> str | int | float | None:
+    """A constant SQL default as a value; None for expressions like datetime('now')."""
+    if default is None:
+        return None
+    d = default.strip()
+    while d.startswith("(") and d.endswith(")"):
+        d = d[1:-1].strip()
+    if len(d) >= 2 and d[0] == d[-1] == "'":
+        return d[1:-1].replace("''", "'")
+    try:
+        return int(d)
+    except ValueError:
+        pass
+    try:
+        return float(d)
+    except ValueError:
+        return None
+
+
+def _typed_constant(value: Any, tc: TargetColumn, n: int) -> pa.Array:
+    t = ARROW_TYPES[tc.storage]
+    if value is not None:
+        if tc.storage == "INTEGER":
+            value = int(value)
+        elif tc.storage == "REAL":
+            value = float(value)
+        elif tc.storage == "TEXT":
+            value = str(value)
+    return pa.array([value] * n, t)
+
+
+class TransformContext:
+    """Read-through caches of what earlier tables committed: accepted keys and reject reasons."""
+
+    def __init__(self, run: RunDir, manifest: Manifest) -> None:
+        self.run = run
+        self.manifest = manifest
+        self._keys: dict[tuple[str, str], pa.Array] = {}
+        self._reasons: dict[str, dict[str, str]] = {}
+
+    def committed_files(self, table: str) -> list[Path]:
+        batches = self.manifest.transform_state(table)["batches"]
+        return [self.run.root / b["file"] for _, b in sorted(batches.items())]
+
+    def accepted(self, table: str, column: str) -> pa.Array:
+        key = (table, column)
+        if key not in self._keys:
+            chunks: list[pa.Array] = []
+            for p in self.committed_files(table):
+                pf = pq.ParquetFile(p)
+                if column in pf.schema_arrow.names:
+                    chunks.extend(pf.read(columns=[column]).column(0).chunks)
+            arr = pa.chunked_array(chunks).combine_chunks() if chunks else pa.array([], pa.string())
+            self._keys[key] = pc.unique(arr.drop_null())
+        return self._keys[key]
+
+    def reject_reasons(self, table: str) -> dict[str, str]:
+        if table not in self._reasons:
+            reasons: dict[str, str] = {}
+            for b in self.manifest.transform_state(table)["batches"].values():
+                rf = b.get("rejects_file")
+                if not rf:
+                    continue
+                for r in iter_jsonl(self.run.root / rf):
+                    reasons.setdefault(r["key"], r["reason"])
+            for b in self.manifest.transform_state(table)["batches"].values():
+                for k, reason in (b.get("filtered_keys") or {}).items():
+                    reasons.setdefault(k, f"filtered: {reason}")
+            self._reasons[table] = reasons
+        return self._reasons[table]
+
+    def forget(self, table: str) -> None:
+        self._keys = {k: v for k, v in self._keys.items() if k[0] != table}
+        self._reasons.pop(table, None)
+
+
+def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+@dataclass
+class TableState:
+    """Per-table memory across batches: unique values seen so far (rebuilt from files on resume)."""
+
+    seen: dict[tuple[str, ...], dict[tuple[Any, ...], str]] = field(default_factory=dict)
+    self_ok: dict[str, set[str]] | None = None
+
+
+def finish_batch(
+    plan: TablePlan,
+    staged: Staged,
+    policy: TypePolicy,
+    ctx: TransformContext,
+    state: TableState,
+) -> pa.Table:
+    """Convert, fill defaults, enforce NOT NULL, foreign keys and uniques; return the accepted rows."""
+    n = staged.n
+    target = plan.target
+    out: dict[str, pa.Array] = {}
+    for tc in target.columns:
+        if tc.name in staged.columns:
+            conv = convert_column(staged.columns[tc.name], staged.source_columns[tc.name], tc, policy)
+            staged.notes.update({f"{tc.name}:{k}": v for k, v in conv.notes.items()})
+            for i, reason in conv.errors.items():
+                staged.reject(i, "invalid_value", tc.name, reason)
+            out[tc.name] = conv.array
+        elif tc.name in plan.rule.defaults:
+            out[tc.name] = _typed_constant(plan.rule.defaults[tc.name], tc, n)
+    for tc in target.columns:
+        arr = out.get(tc.name)
+        if arr is None or not tc.notnull or arr.null_count == 0:
+            continue
+        fill = plan.rule.defaults.get(tc.name)
+        if fill is None:
+            fill = _literal_default(tc.default)
+        nulls = [i for i, v in enumerate(arr.is_null().to_pylist()) if v]
+        if fill is not None:
+            vals = arr.to_pylist()
+            typed = _typed_constant(fill, tc, 1)[0].as_py()
+            for i in nulls:
+                if i not in staged.errors:
+                    vals[i] = typed
+                    staged.notes[f"{tc.name}:default_filled"] += 1
+            out[tc.name] = pa.array(vals, ARROW_TYPES[tc.storage])
+        else:
+            for i in nulls:
+                staged.reject(i, "missing_required", tc.name, f"{tc.name} is required by the target but is NULL")
+    for fk in target.foreign_keys:
+        if len(fk.columns) != 1 or fk.columns[0] not in out:
+            continue
+        col = fk.columns[0]
+        arr = out[col]
+        if fk.parent == target.name:
+            assert state.self_ok is not None
+            parent_set = pa.array(sorted(state.self_ok.get(col, set())), arr.type)
+        else:
+            parent_set = ctx.accepted(fk.parent, fk.parent_columns[0]).cast(arr.type)
+        present = pc.is_in(arr, value_set=parent_set).to_pylist()
+        valid = arr.is_valid().to_pylist()
+        values: list[Any] | None = None
+        tc = target.column(col)
+        reasons = ctx.reject_reasons(fk.parent) if fk.parent != target.name else {}
+        for i, (ok, isval) in enumerate(zip(present, valid, strict=True)):
+            if ok or not isval or i in staged.errors or i in staged.filtered:
+                continue
+            if values is None:
+                values = arr.to_pylist()
+            v = values[i]
+            if plan.rule.orphan_policy(col) == "set_null" and not tc.notnull:
+                values[i] = None
+                staged.notes[f"{col}:orphan_set_null"] += 1
+                continue
+            why = reasons.get(str(v))
+            if why:
+                staged.reject(i, "parent_rejected", col,
+                              f"{col} {v} refers to {fk.parent} row {v}, which was not migrated: {why}")
+            else:
+                staged.reject(i, "orphan", col, f"{col} {v} has no row in {fk.parent}")
+        if values is not None:
+            out[col] = pa.array(values, arr.type)
+    uniques = [target.primary_key, *target.unique] if target.primary_key else list(target.unique)
+    for cols in uniques:
+        if not cols or any(c not in out for c in cols):
+            continue
+        seen = state.seen.setdefault(tuple(cols), {})
+        lists = [out[c].to_pylist() for c in cols]
+        for i, tup in enumerate(zip(*lists, strict=True)):
+            if i in staged.errors or i in staged.filtered or any(v is None for v in tup):
+                continue
+            first = seen.get(tup)
+            if first is not None:
+                staged.reject(i, "duplicate", cols[0] if len(cols) == 1 else None,
+                              f"duplicate value for unique ({', '.join(cols)}) of {target.name}: "
+                              f"already used by row {first}")
+            else:
+                seen[tup] = staged.keys[i]
+    alive = [i not in staged.errors and i not in staged.filtered for i in range(n)]
+    mask = pa.array(alive, pa.bool_())
+    names = [tc.name for tc in target.columns if tc.name in out]
+    arrays = [out[c].filter(mask) for c in names]
+    schema = pa.schema([pa.field(c, ARROW_TYPES[target.column(c).storage]) for c in names])
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _rejects_lines(plan: TablePlan, staged: Staged, source_table: str) -> bytes:
+    if not staged.errors:
+        return b""
+    rows = staged.raw if staged.raw is not None else staged.raw_table.to_pylist()
+    lines = []
+    for i in sorted(staged.errors):
+        code, column, reason = staged.errors[i]
+        lines.append(json.dumps({
+            "table": plan.name, "source_table": source_table, "key": staged.keys[i], "column": column,
+            "code": code, "reason": reason, "row": rows[i],
+        }, ensure_ascii=False, default=str))
+    return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass
+class BatchInput:
+    batch_id: str
+    source_table: str
+    extract_file: Path
+    extract_sha256: str
+    offset: int
+
+
+def extract_batches(run: RunDir, manifest: Manifest, source_table: str, prefix: str) -> list[BatchInput]:
+    out: list[BatchInput] = []
+    offset = 0
+    st = manifest.extract_state(source_table)
+    if not st.get("done"):
+        raise SourceError(f"extract of {source_table} is not complete; cannot transform it")
+    for i, b in enumerate(st["batches"], start=1):
+        out.append(BatchInput(f"{prefix}{i:05d}", source_table, run.root / b["file"], b["sha256"], offset))
+        offset += b["rows"]
+    return out
+
+
+def load_table_info(run: RunDir, source_table: str) -> TableInfo:
+    return TableInfo.from_dict(json.loads((run.extract_dir(source_table) / "schema.json").read_text()))
+
+
+StageFn = Callable[[BatchInput, pa.Table], Staged]
+
+
+def transform_table(
+    plan: TablePlan,
+    config: Config,
+    run: RunDir,
+    manifest: Manifest,
+    ctx: TransformContext,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, Any]:
+    """Transform every batch of one target table that is not already committed; return its totals."""
+    policy = config.types.policy()
+    tstate = manifest.transform_state(plan.name)
+    inputs, stage_fn = _inputs_and_stager(plan, config, run, manifest, ctx)
+    valid_ids = {b.batch_id for b in inputs}
+    if not _committed_batches_valid(run, manifest, plan.name, inputs):
+        _reset_table(run, manifest, ctx, plan.name)
+        tstate = manifest.transform_state(plan.name)
+    state = TableState()
+    _rebuild_seen(plan, run, tstate, state)
+    if any(fk.parent == plan.name for fk in plan.target.foreign_keys):
+        state.self_ok = _self_reference_closure(plan, inputs, stage_fn, policy, ctx)
+    for b in inputs:
+        if b.batch_id in tstate["batches"]:
+            continue
+        t0 = time.perf_counter()
+        data = pq.read_table(b.extract_file)
+        staged = stage_fn(b, data)
+        table = finish_batch(plan, staged, policy, ctx, state)
+        out_path = run.transform_dir(plan.name) / f"{b.batch_id}.parquet"
+        digest = atomic_write_parquet(out_path, table)
+        rej_rel = None
+        rej = _rejects_lines(plan, staged, b.source_table)
+        if rej:
+            rej_path = run.rejects_dir(plan.name) / f"{b.batch_id}.jsonl"
+            atomic_write_bytes(rej_path, rej)
+            rej_rel = str(rej_path.relative_to(run.root))
+        reasons = Counter(f"{code}:{col}" if col else code for code, col, _ in staged.errors.values())
+        filter_reasons = Counter(staged.filtered.values())
+        entry = {
+            "file": str(out_path.relative_to(run.root)),
+            "sha256": digest,
+            "source_table": b.source_table,
+            "extract_sha256": b.extract_sha256,
+            "rows_in": staged.n,
+            "loaded": table.num_rows,
+            "rejected": len(staged.errors),
+            "filtered": len(staged.filtered),
+            "rejects_file": rej_rel,
+            "reasons": dict(reasons),
+            "filter_reasons": dict(filter_reasons),
+            "filtered_keys": {staged.keys[i]: r for i, r in list(staged.filtered.items())[:10_000]},
+            "notes": dict(staged.notes),
+            "sample_keys": _samples(staged),
+            "seconds": round(time.perf_counter() - t0, 4),
+        }
+        assert staged.n == entry["loaded"] + entry["rejected"] + entry["filtered"]
+        manifest.commit_transform_batch(plan.name, b.batch_id, entry)
+        faults.point("transform.batch")
+        if progress:
+            progress(plan.name, staged.n)
+        if should_stop():
+            raise Interrupted(f"interrupted during transform of {plan.name} after batch {b.batch_id}")
+    extra = set(tstate["batches"]) - valid_ids
+    if extra:
+        _reset_table(run, manifest, ctx, plan.name)
+        return transform_table(plan, config, run, manifest, ctx, progress=progress, should_stop=should_stop)
+    manifest.finish_transform(plan.name)
+    ctx.forget(plan.name)
+    return table_totals(manifest, plan.name)
+
+
+def _samples(staged: Staged) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for i in sorted(staged.errors):
+        code, col, _ = staged.errors[i]
+        key = f"{code}:{col}" if col else code
+        lst = out.setdefault(key, [])
+        if len(lst) < SAMPLE_REJECTS:
+            lst.append(staged.keys[i])
+    return out
+
+
+def table_totals(manifest: Manifest, table: str) -> dict[str, Any]:
+    batches = manifest.transform_state(table)["batches"].values()
+    reasons: Counter[str] = Counter()
+    filters: Counter[str] = Counter()
+    notes: Counter[str] = Counter()
+    samples: dict[str, list[str]] = {}
+    for b in batches:
+        reasons.update(b["reasons"])
+        filters.update(b["filter_reasons"])
+        notes.update(b["notes"])
+        for k, keys in b.get("sample_keys", {}).items():
+            lst = samples.setdefault(k, [])
+            lst.extend(keys[: max(0, SAMPLE_REJECTS - len(lst))])
+    return {
+        "source_rows": sum(b["rows_in"] for b in batches),
+        "loaded": sum(b["loaded"] for b in batches),
+        "rejected": sum(b["rejected"] for b in batches),
+        "filtered": sum(b["filtered"] for b in batches),
+        "seconds": round(sum(b["seconds"] for b in batches), 4),
+        "reject_reasons": dict(reasons),
+        "filter_reasons": dict(filters),
+        "notes": dict(notes),
+        "sample_keys": samples,
+    }
+
+
+def _committed_batches_valid(run: RunDir, manifest: Manifest, table: str, inputs: list[BatchInput]) -> bool:
+    by_id = {b.batch_id: b for b in inputs}
+    for bid, entry in manifest.transform_state(table)["batches"].items():
+        inp = by_id.get(bid)
+        if inp is None or inp.extract_sha256 != entry["extract_sha256"]:
+            return False
+        p = run.root / entry["file"]
+        if not p.is_file() or file_sha256(p) != entry["sha256"]:
+            log.warning("transform checkpoint failed verification; redoing the table", table=table, batch=bid)
+            return False
+    return True
+
+
+def _reset_table(run: RunDir, manifest: Manifest, ctx: TransformContext, table: str) -> None:
+    for sub in ("transform", "rejects"):
+        d = run.root / sub / table
+        if d.is_dir():
+            for p in d.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+    manifest.data["transform"][table] = {"done": False, "batches": {}}
+    manifest.save()
+    ctx.forget(table)
+
+
+def _rebuild_seen(plan: TablePlan, run: RunDir, tstate: dict[str, Any], state: TableState) -> None:
+    target = plan.target
+    uniques = [target.primary_key, *target.unique] if target.primary_key else list(target.unique)
+    for _bid, entry in sorted(tstate["batches"].items()):
+        t = pq.read_table(run.root / entry["file"])
+        for cols in uniques:
+            if not cols or any(c not in t.column_names for c in cols):
+                continue
+            seen = state.seen.setdefault(tuple(cols), {})
+            pk = target.primary_key
+            keys = t.column(pk[0]).to_pylist() if len(pk) == 1 and pk[0] in t.column_names else None
+            for j, tup in enumerate(zip(*[t.column(c).to_pylist() for c in cols], strict=True)):
+                if any(v is None for v in tup):
+                    continue
+                seen.setdefault(tup, str(keys[j]) if keys else "an earlier row")
+
+
+def _self_reference_closure(
+    plan: TablePlan, inputs: list[BatchInput], stage_fn: StageFn, policy: TypePolicy, ctx: TransformContext
+) -> dict[str, set[str]]:
+    """Which rows of a self-referencing table survive, decided before any batch is written.
+
+    A row whose parent row (same table) is rejected must be rejected too, even when the parent
+    comes in a later batch; a dry pass collects every row's own fate and parent, then a walk up
+    the parent chain settles each row once.
+    """
+    self_fks = [fk for fk in plan.target.foreign_keys if fk.parent == plan.name and len(fk.columns) == 1]
+    pk = plan.target.primary_key
+    if len(pk) != 1:
+        return {}
+    probe_plan = TablePlan(target=_without_self_fks(plan), kind=plan.kind, rule=plan.rule, source=plan.source,
+                           columns=plan.columns, extra_sources=plan.extra_sources)
+    state = TableState()
+    parents: dict[str, dict[str, str | None]] = {fk.columns[0]: {} for fk in self_fks}
+    alive: set[str] = set()
+    for b in inputs:
+        staged = stage_fn(b, pq.read_table(b.extract_file))
+        table = finish_batch(probe_plan, staged, policy, ctx, state)
+        ids = table.column(pk[0]).to_pylist()
+        alive.update(str(i) for i in ids)
+        for fk in self_fks:
+            col = fk.columns[0]
+            if col in table.column_names:
+                for i, p in zip(ids, table.column(col).to_pylist(), strict=True):
+                    parents[col][str(i)] = None if p is None else str(p)
+    result: dict[str, set[str]] = {}
+    for col, par in parents.items():
+        ok: dict[str, bool] = {}
+
+        def settle(node: str, par: dict[str, str | None] = par, ok: dict[str, bool] = ok) -> bool:
+            chain: list[str] = []
+            cur: str | None = node
+            verdict = True
+            while cur is not None:
+                if cur in ok:
+                    verdict = ok[cur]
+                    break
+                if cur not in alive or cur in chain:
+                    verdict = False
+                    break
+                chain.append(cur)
+                cur = par.get(cur)
+            for c in chain:
+                ok[c] = verdict
+            return verdict
+
+        result[col] = {n for n in alive if settle(n)}
+    return result
+
+
+def _without_self_fks(plan: TablePlan) -> Any:
+    from dataclasses import replace
+
+    return replace(plan.target, foreign_keys=tuple(fk for fk in plan.target.foreign_keys if fk.parent != plan.name))
+
+
+def _inputs_and_stager(
+    plan: TablePlan, config: Config, run: RunDir, manifest: Manifest, ctx: TransformContext
+) -> tuple[list[BatchInput], StageFn]:
+    if plan.kind == "users":
+        from pipeline.users import users_inputs_and_stager
+
+        return users_inputs_and_stager(plan, config, run, manifest)
+    assert plan.source is not None
+    inputs = extract_batches(run, manifest, plan.source.qualified, "part-")
+
+    def stage(b: BatchInput, data: pa.Table) -> Staged:
+        return stage_table_batch(plan, data, b.offset)
+
+    return inputs, stage
+
+
+def transform_all(
+    plan: MigrationPlan,
+    config: Config,
+    run: RunDir,
+    manifest: Manifest,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, dict[str, Any]]:
+    ctx = TransformContext(run, manifest)
+    totals: dict[str, dict[str, Any]] = {}
+    for tp in plan.tables:
+        if manifest.transform_state(tp.name).get("done"):
+            inputs, _ = _inputs_and_stager(tp, config, run, manifest, ctx)
+            if _committed_batches_valid(run, manifest, tp.name, inputs) and set(
+                manifest.transform_state(tp.name)["batches"]
+            ) == {b.batch_id for b in inputs}:
+                totals[tp.name] = table_totals(manifest, tp.name)
+                continue
+            _reset_table(run, manifest, ctx, tp.name)
+            _invalidate_children(plan, tp.name, run, manifest, ctx)
+        totals[tp.name] = transform_table(tp, config, run, manifest, ctx, progress=progress, should_stop=should_stop)
+    return totals
+
+
+def _invalidate_children(plan: MigrationPlan, parent: str, run: RunDir, manifest: Manifest,
+                         ctx: TransformContext) -> None:
+    """A parent redone may accept other keys; every table after it decides again."""
+    seen = False
+    for tp in plan.tables:
+        if tp.name == parent:
+            seen = True
+            continue
+        if seen and manifest.transform_state(tp.name)["batches"]:
+            _reset_table(run, manifest, ctx, tp.name)

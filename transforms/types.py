@@ -1,0 +1,577 @@
+"""Postgres text values -> SQLite values, one column at a time.
+
+The extract stage keeps every value as the text Postgres printed, so this module is the single
+place where a value changes form. The rules follow DESIGN.md "Type rules": the source type decides
+how to read the text, the target column's storage class decides what to write, and the TypePolicy
+decides the awkward cases (infinity, NaN, numeric mode, unknown types). A value that does not fit is
+never coerced silently: it becomes a per-row error (the row is rejected) or, when the policy says
+so, a counted note.
+
+A (source type, storage class) pair with no sensible rule (a uuid into a REAL column, say) is a
+mapping mistake rather than a data problem, so it raises UnsupportedConversion before any row is
+read instead of rejecting every row.
+
+Error reasons name the column and say why; they never repeat a free-text value, which might be a
+password hash or token. Only values checked against a short list of allowed values (enum labels)
+are quoted, truncated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.sources.base import Column
+from pipeline.target import StorageClass, TargetColumn
+from transforms import pgtext
+from transforms.pgtext import PgArrayItem, PgTextError
+from transforms.policy import Choice, TypePolicy
+
+Kind = Literal[
+    "int", "float", "numeric", "money", "bool", "uuid", "text", "enum", "date", "time", "timetz",
+    "timestamp", "timestamptz", "interval", "json", "bytea", "array", "passthrough", "unknown",
+]
+
+_KINDS: dict[str, Kind] = {
+    **dict.fromkeys(
+        ["smallint", "integer", "bigint", "int", "int2", "int4", "int8", "smallserial", "serial",
+         "bigserial", "serial2", "serial4", "serial8"], "int"),
+    **dict.fromkeys(["real", "double precision", "float", "float4", "float8"], "float"),
+    **dict.fromkeys(["numeric", "decimal"], "numeric"),
+    "money": "money",
+    **dict.fromkeys(["boolean", "bool"], "bool"),
+    "uuid": "uuid",
+    **dict.fromkeys(
+        ["text", "character varying", "varchar", "character", "char", "bpchar", "citext", "name",
+         '"char"'], "text"),
+    "date": "date",
+    **dict.fromkeys(["time without time zone", "time"], "time"),
+    **dict.fromkeys(["time with time zone", "timetz"], "timetz"),
+    **dict.fromkeys(["timestamp without time zone", "timestamp"], "timestamp"),
+    **dict.fromkeys(["timestamp with time zone", "timestamptz"], "timestamptz"),
+    "interval": "interval",
+    **dict.fromkeys(["json", "jsonb"], "json"),
+    "bytea": "bytea",
+    **dict.fromkeys(
+        ["inet", "cidr", "macaddr", "macaddr8", "tsvector", "tsquery", "xml", "vector", "halfvec",
+         "sparsevec", "int4range", "int8range", "numrange", "tsrange", "tstzrange", "daterange",
+         "int4multirange", "int8multirange", "nummultirange", "tsmultirange", "tstzmultirange",
+         "datemultirange", "point", "line", "lseg", "box", "path", "polygon", "circle", "bit",
+         "bit varying", "varbit", "pg_lsn", "oid", "regclass", "regtype", "regproc", "hstore", "ltree",
+         "lquery", "geometry", "geography", "txid_snapshot", "pg_snapshot", "xid", "xid8", "cid",
+         "tid", "aclitem", "jsonpath"], "passthrough"),
+}
+
+_TEXT_OUT: frozenset[Kind] = frozenset({"text", "enum", "passthrough", "interval", "unknown"})
+
+
+class UnsupportedConversion(ValueError):
+    """The mapping sends a source type to a storage class no rule covers; fix the mapping."""
+
+
+@dataclass
+class Converted:
+    array: pa.Array
+    errors: dict[int, str] = field(default_factory=dict)
+    notes: Counter[str] = field(default_factory=Counter)
+
+
+def classify(pg_type: str, *, is_enum: bool = False) -> tuple[Kind, str]:
+    """The rule a Postgres type falls under, and the bare type name it was decided on.
+
+    Schema-qualified names resolve when the bare name is a known extension type ('extensions.citext',
+    'public.vector'); other qualified names without enum labels (composites) are unknown.
+    """
+    bare = pgtext.strip_typmod(pg_type).lower()
+    if bare.endswith("[]"):
+        return "array", bare
+    if is_enum:
+        return "enum", bare
+    kind = _KINDS.get(bare)
+    if kind is None and bare.startswith("interval"):
+        kind = "interval"
+    if kind is None and "." in bare:
+        kind = _KINDS.get(bare.rsplit(".", 1)[1])
+    return (kind or "unknown"), bare
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Null(Exception):
+    """The policy turns this value into NULL (already counted in notes)."""
+
+
+def _show(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
+_DECIMAL_RE = r"^[+-]?(?:\d+\.?\d*|\.\d+)$"
+_FLOAT_RE = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
+class _Rules:
+    """Per-column conversion closures; notes are counted into the shared Counter as rows pass."""
+
+    def __init__(self, source: Column, target: TargetColumn, policy: TypePolicy, notes: Counter[str]):
+        self.source = source
+        self.target = target
+        self.policy = policy
+        self.notes = notes
+        self.storage: StorageClass = target.storage
+        self.keep_micro = "%f" in policy.timestamp_format.replace("%%", "")
+        self.format_ts = pgtext.timestamp_formatter(policy.timestamp_format)
+        self.dates: dict[str, str] = {}
+
+    # -- policy helpers ---------------------------------------------------------------------------
+
+    def choice(self, choice: Choice, note: str, reject_reason: str) -> None:
+        """Count the finding and act on a reject/null choice; returns only for keep."""
+        self.notes[note] += 1
+        if choice == "reject":
+            raise _Reject(reject_reason)
+        if choice == "null":
+            raise _Null
+
+    def infinity(self, word: str) -> None:
+        self.choice(self.policy.infinity, "infinity",
+                    f"value is {word!r} and the infinity policy is reject")
+
+    def nan(self) -> None:
+        self.choice(self.policy.nan, "nan", "numeric value NaN cannot be stored (nan policy reject)")
+
+    def unsupported(self) -> UnsupportedConversion:
+        return UnsupportedConversion(
+            f"column {self.source.name}: no rule converts {self.source.pg_type} into a "
+            f"{self.storage} column ({self.target.name})"
+        )
+
+    # -- numbers -----------------------------------------------------------------------------------
+
+    def real_from_decimal(self, d: Decimal) -> float:
+        f = float(d)
+        if f in (float("inf"), float("-inf")):
+            raise _Reject("numeric value is too large for a REAL column")
+        if Decimal(repr(f)) != d:
+            self.notes["precision_loss"] += 1
+        return f
+
+    def minor_units(self, d: Decimal) -> int:
+        scale = self.policy.minor_units_scale
+        q = d.scaleb(scale)
+        if q != q.to_integral_value():
+            raise _Reject(f"numeric value has more than {scale} decimal places and cannot be stored "
+                          f"as integer minor units")
+        n = int(q)
+        if not pgtext.INT64_MIN <= n <= pgtext.INT64_MAX:
+            raise _Reject("numeric value is out of the 64-bit integer range as minor units")
+        return n
+
+    def special_float(self, x: float, *, for_text: bool) -> float | str:
+        """Apply the policy to NaN / infinity; returns what to store under keep."""
+        if x != x:
+            self.nan()
+            if not for_text:
+                raise _Reject(f"numeric value NaN can be kept only in a TEXT column, not {self.storage} "
+                              "(SQLite turns NaN into NULL)")
+            return "NaN"
+        word = "Infinity" if x > 0 else "-Infinity"
+        self.infinity(word)
+        return word if for_text else x
+
+    def numeric_fn(self, money: bool) -> Callable[[str], Any]:
+        mode = self.policy.numeric_mode
+        storage = self.storage
+        ok = {
+            "TEXT": {"auto", "text", "real", "minor_units"},
+            "REAL": {"auto", "real"},
+            "INTEGER": {"auto", "minor_units"},
+        }.get(storage, set())
+        if mode not in ok:
+            raise UnsupportedConversion(
+                f"column {self.source.name}: numeric_mode {mode} cannot fill a {storage} column "
+                f"({self.target.name})"
+            )
+        parse = pgtext.parse_money if money else pgtext.parse_numeric
+
+        def conv(s: str) -> Any:
+            d = parse(s)
+            if not d.is_finite():
+                out = self.special_float(float(d), for_text=storage == "TEXT")
+                if storage == "INTEGER":
+                    raise _Reject("an infinite numeric value cannot be stored in an INTEGER column")
+                return out
+            if storage == "REAL":
+                return self.real_from_decimal(d)
+            if storage == "INTEGER":
+                return self.minor_units(d)
+            if mode == "real":
+                return repr(self.real_from_decimal(d))
+            if mode == "minor_units":
+                return str(self.minor_units(d))
+            return format(d, "f") if money else s
+
+        return conv
+
+    # -- dates and times ---------------------------------------------------------------------------
+
+    def timestamp_text(self, s: str, *, with_tz: bool) -> str:
+        v = pgtext.parse_timestamptz(s) if with_tz else pgtext.parse_timestamp(s)
+        if isinstance(v, str):
+            self.infinity(v)
+            return v
+        if with_tz:
+            v = pgtext.to_utc(v)
+        if v.microsecond and not self.keep_micro:
+            self.notes["microseconds_dropped"] += 1
+        return self.format_ts(v)
+
+    def date_text(self, s: str) -> str:
+        known = self.dates.get(s)
+        if known is not None:
+            return known
+        v = pgtext.parse_date(s)
+        if isinstance(v, str):
+            self.infinity(v)
+            return v
+        out = f"{v.year:04d}-{v.month:02d}-{v.day:02d}"
+        if len(self.dates) < 100_000:
+            self.dates[s] = out
+        return out
+
+    # -- scalar rules ------------------------------------------------------------------------------
+
+    def scalar_fn(self, kind: Kind, bare: str) -> Callable[[str], Any]:
+        st = self.storage
+        if kind == "int":
+            if st == "INTEGER":
+                return pgtext.parse_integer
+            if st == "TEXT":
+                return lambda s: str(pgtext.parse_integer(s))
+            if st == "REAL":
+                return self.int_to_real
+        elif kind == "float":
+            if st in ("REAL", "TEXT"):
+                return lambda s: self.float_value(s, for_text=st == "TEXT")
+            if st == "INTEGER":
+                return self.float_to_int
+        elif kind in ("numeric", "money"):
+            if st != "BLOB":
+                return self.numeric_fn(money=kind == "money")
+        elif kind == "bool":
+            if st == "INTEGER":
+                return lambda s: int(pgtext.parse_bool(s))
+            if st == "REAL":
+                return lambda s: float(pgtext.parse_bool(s))
+            if st == "TEXT":
+                return lambda s: "true" if pgtext.parse_bool(s) else "false"
+        elif kind == "uuid":
+            if st == "TEXT":
+                return pgtext.parse_uuid
+            if st == "BLOB":
+                return lambda s: bytes.fromhex(pgtext.parse_uuid(s).replace("-", ""))
+        elif kind == "date":
+            if st == "TEXT":
+                return self.date_text
+        elif kind in ("timestamp", "timestamptz"):
+            if st == "TEXT":
+                return lambda s: self.timestamp_text(s, with_tz=kind == "timestamptz")
+        elif kind in ("time", "timetz"):
+            if st == "TEXT":
+                return lambda s: pgtext.check_time(s, with_tz=kind == "timetz")
+        elif kind == "json":
+            if st == "TEXT":
+                return self.json_text
+        elif kind == "bytea":
+            if st == "BLOB":
+                return pgtext.parse_bytea
+            if st == "TEXT":
+                return lambda s: pgtext.format_bytea_hex(pgtext.parse_bytea(s))
+        elif kind == "array":
+            if st == "TEXT":
+                return self.array_fn(bare)
+        elif kind in _TEXT_OUT:
+            return self.text_fn(kind, bare)
+        raise self.unsupported()
+
+    def int_to_real(self, s: str) -> float:
+        n = pgtext.parse_integer(s)
+        f = float(n)
+        if int(f) != n:
+            self.notes["precision_loss"] += 1
+        return f
+
+    def float_value(self, s: str, *, for_text: bool) -> float | str:
+        x = pgtext.parse_float(s)
+        if x != x or x in (float("inf"), float("-inf")):
+            return self.special_float(x, for_text=for_text)
+        return s if for_text else x
+
+    def float_to_int(self, s: str) -> int:
+        x = pgtext.parse_float(s)
+        if x != x or x in (float("inf"), float("-inf")):
+            self.special_float(x, for_text=False)
+            raise _Reject("a non-finite number cannot be stored in an INTEGER column")
+        if not x.is_integer():
+            raise _Reject("number has a fractional part and the target column is INTEGER")
+        return int(x)
+
+    @staticmethod
+    def _no_constants(name: str) -> Any:
+        raise ValueError(name)
+
+    def json_text(self, s: str) -> str:
+        try:
+            json.loads(s, parse_constant=self._no_constants)
+        except ValueError:
+            raise _Reject("not valid JSON") from None
+        return s
+
+    def text_fn(self, kind: Kind, bare: str) -> Callable[[str], Any]:
+        st = self.storage
+        if kind == "unknown" and self.policy.unknown_type == "reject":
+            def reject(_: str) -> Any:
+                raise _Reject(f"type {bare} has no conversion rule and the unknown_type policy is reject")
+            return reject
+        if st == "TEXT":
+            return self.text_value
+        if kind in ("text", "unknown"):
+            if st == "INTEGER":
+                return self.text_to_int
+            if st == "REAL":
+                return lambda s: self.float_value(s, for_text=False)
+            if st == "BLOB":
+                return lambda s: s.encode("utf-8")
+        raise self.unsupported()
+
+    def text_value(self, s: str) -> str:
+        if "\x00" in s:
+            self.notes["nul_character"] += 1
+        return s
+
+    @staticmethod
+    def text_to_int(s: str) -> int:
+        try:
+            return pgtext.parse_integer(s)
+        except PgTextError:
+            raise _Reject("text is not an integer and the target column is INTEGER") from None
+
+    # -- arrays ------------------------------------------------------------------------------------
+
+    def element_fn(self, kind: Kind) -> Callable[[str], Any]:
+        """Element text -> JSON value: numbers for int/float, exact strings for numeric."""
+        if kind == "int":
+            return pgtext.parse_integer
+        if kind == "float":
+            def flt(s: str) -> Any:
+                x = pgtext.parse_float(s)
+                if x != x or x in (float("inf"), float("-inf")):
+                    return self.special_float(x, for_text=True)
+                return x
+            return flt
+        if kind in ("numeric", "money"):
+            def num(s: str) -> Any:
+                d = pgtext.parse_money(s) if kind == "money" else pgtext.parse_numeric(s)
+                if not d.is_finite():
+                    return self.special_float(float(d), for_text=True)
+                return format(d, "f") if kind == "money" else s
+            return num
+        if kind == "bool":
+            return pgtext.parse_bool
+        if kind == "uuid":
+            return pgtext.parse_uuid
+        if kind == "date":
+            return self.date_text
+        if kind in ("timestamp", "timestamptz"):
+            return lambda s: self.timestamp_text(s, with_tz=kind == "timestamptz")
+        if kind in ("time", "timetz"):
+            return lambda s: pgtext.check_time(s, with_tz=kind == "timetz")
+        if kind == "json":
+            def js(s: str) -> Any:
+                try:
+                    return json.loads(s, parse_constant=self._no_constants)
+                except ValueError:
+                    raise _Reject("array element is not valid JSON") from None
+            return js
+        if kind == "bytea":
+            return lambda s: pgtext.format_bytea_hex(pgtext.parse_bytea(s))
+        return self.text_value
+
+    def array_fn(self, bare: str) -> Callable[[str], str]:
+        elem_type = bare[:-2]
+        while elem_type.endswith("[]"):
+            elem_type = elem_type[:-2]
+        elem_kind, _ = classify(elem_type, is_enum=self.source.enum_values is not None)
+        if elem_kind == "array":  # pragma: no cover - classify strips every '[]' above
+            raise self.unsupported()
+        delimiter = ";" if elem_type == "box" else ","
+        if elem_kind == "unknown" and self.policy.unknown_type == "reject":
+            def reject(_: str) -> str:
+                raise _Reject(f"array element type {elem_type} has no conversion rule and the "
+                              f"unknown_type policy is reject")
+            return reject
+        elem = self.element_fn(elem_kind)
+
+        def walk(items: list[PgArrayItem]) -> list[Any]:
+            out: list[Any] = []
+            for it in items:
+                if it is None:
+                    out.append(None)
+                elif isinstance(it, list):
+                    out.append(walk(it))
+                else:
+                    try:
+                        out.append(elem(it))
+                    except _Null:
+                        out.append(None)
+            return out
+
+        unknown_elements = elem_kind == "unknown"
+
+        def conv(s: str) -> str:
+            parsed = pgtext.parse_pg_array(s, delimiter)
+            if unknown_elements:
+                self.notes["unknown_type_as_text"] += 1
+            if parsed.lower_bounds:
+                self.notes["array_lower_bound_dropped"] += 1
+            return json.dumps(walk(parsed.items), ensure_ascii=False, separators=(",", ":"))
+
+        return conv
+
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "INTEGER": pa.int64(),
+    "REAL": pa.float64(),
+    "TEXT": pa.string(),
+    "BLOB": pa.binary(),
+}
+
+
+def convert_column(values: pa.Array, source: Column, target: TargetColumn, policy: TypePolicy) -> Converted:
+    """Convert one extracted column (pa.string, Postgres text form) into the target's storage class.
+
+    NULL stays NULL (NOT NULL is checked elsewhere). Rows that cannot be converted come back as NULL
+    with a reason in ``errors``; findings worth reporting are counted in ``notes``.
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values.type != pa.string():
+        values = values.cast(pa.string())
+    out_type = _ARROW_TYPES[target.storage]
+    result = Converted(pa.nulls(0, out_type))
+    kind, bare = classify(source.base_type or source.pg_type, is_enum=source.enum_values is not None)
+    rules = _Rules(source, target, policy, result.notes)
+    fn = rules.scalar_fn(kind, bare)
+
+    array = _fast_path(values, kind, rules, result)
+    if array is None:
+        array = _row_loop(values, fn, out_type, result, _prefix(source, target))
+    result.array = _check_allowed(array, kind, source, target, result)
+    return result
+
+
+def _prefix(source: Column, target: TargetColumn) -> str:
+    if source.name == target.name:
+        return f"column {target.name}: "
+    return f"column {source.name} -> {target.name}: "
+
+
+def _row_loop(
+    values: pa.Array, fn: Callable[[str], Any], out_type: pa.DataType, result: Converted, prefix: str
+) -> pa.Array:
+    out: list[Any] = []
+    append = out.append
+    for i, v in enumerate(values.to_pylist()):
+        if v is None:
+            append(None)
+            continue
+        try:
+            append(fn(v))
+        except _Null:
+            append(None)
+        except _Reject as exc:
+            result.errors[i] = prefix + exc.reason
+            append(None)
+        except PgTextError as exc:
+            result.errors[i] = prefix + str(exc)
+            append(None)
+    return pa.array(out, type=out_type)
+
+
+def _all_valid(mask: pa.Array) -> bool:
+    """True when the boolean mask is true wherever it is not null."""
+    return bool(pc.all(mask, skip_nulls=True).as_py() is not False)
+
+
+def _fast_path(values: pa.Array, kind: Kind, rules: _Rules, result: Converted) -> pa.Array | None:
+    """Vectorised handling of the common clean cases; None sends the column to the row loop."""
+    st = rules.storage
+    policy = rules.policy
+    nonnull = len(values) - values.null_count
+    if nonnull == 0:
+        return pa.nulls(len(values), _ARROW_TYPES[st])
+    if st == "TEXT" and kind in _TEXT_OUT:
+        if kind == "unknown":
+            if policy.unknown_type == "reject":
+                return None
+            result.notes["unknown_type_as_text"] += nonnull
+        nul = int(pc.sum(pc.match_substring(values, "\x00")).as_py() or 0)
+        if nul:
+            result.notes["nul_character"] += nul
+        return values
+    try:
+        if kind == "int" and st in ("INTEGER", "TEXT"):
+            if not _all_valid(pc.match_substring_regex(values, r"^[+-]?\d+$")):
+                return None
+            ints = pc.cast(values, pa.int64())
+            return ints if st == "INTEGER" else pc.cast(ints, pa.string())
+        if kind == "float" and st == "REAL":
+            if not _all_valid(pc.match_substring_regex(values, _FLOAT_RE)):
+                return None
+            return pc.cast(values, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if kind == "bool" and st == "INTEGER":
+        if not _all_valid(pc.is_in(values, value_set=pa.array(["t", "f"]))):
+            return None
+        return pc.cast(pc.equal(values, "t"), pa.int64())
+    if kind == "uuid" and st == "TEXT":
+        if not _all_valid(pc.match_substring_regex(values, pgtext.CANONICAL_UUID)):
+            return None
+        return values
+    if kind == "numeric" and st == "TEXT" and policy.numeric_mode in ("auto", "text"):
+        if not _all_valid(pc.match_substring_regex(values, _DECIMAL_RE)):
+            return None
+        return values
+    return None
+
+
+def _check_allowed(array: pa.Array, kind: Kind, source: Column, target: TargetColumn,
+                   result: Converted) -> pa.Array:
+    """Null out and report values outside the target's CHECK (col IN (...)) list."""
+    allowed = target.allowed_values
+    if allowed is None or target.storage not in ("TEXT", "INTEGER"):
+        return array
+    as_text = array if target.storage == "TEXT" else pc.cast(array, pa.string())
+    ok = pc.is_in(as_text, value_set=pa.array(list(allowed), pa.string()))
+    if _all_valid(ok):
+        return array
+    bad = pc.and_(pc.invert(ok), pc.is_valid(as_text))
+    label = "enum value" if kind == "enum" else "value"
+    listing = ", ".join(allowed)
+    prefix = _prefix(source, target)
+    for i in pc.indices_nonzero(bad).to_pylist():
+        v = as_text[i].as_py()
+        result.errors[i] = f"{prefix}{label} {_show(v)} is not allowed by the target (allowed: {listing})"
+    return pc.if_else(bad, pa.nulls(len(array), array.type), array)
+
