@@ -20,7 +20,7 @@ from pipeline import runner
 from pipeline.console import Console
 from pipeline.errors import SupamigrateError
 from pipeline.logs import configure_console
-from pipeline.report import load_report, render, summary_lines
+from pipeline.report import load_report, open_report, render, summary_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -133,9 +133,13 @@ def status_cmd(run_id: str | None, runs_dir: str) -> None:
 @click.argument("run_id")
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "html"]), default="md", show_default=True)
 @click.option("--runs-dir", default="runs", show_default=True)
-def report_cmd(run_id: str, fmt: str, runs_dir: str) -> None:
-    """Print a run's report."""
+@click.option("--open", "open_html", is_flag=True, help="open the run's report.html in the system browser")
+def report_cmd(run_id: str, fmt: str, runs_dir: str, open_html: bool) -> None:
+    """Print a run's report (or open its HTML page with --open)."""
     try:
+        if open_html:
+            click.echo(f"opened {open_report(Path(runs_dir) / run_id)}")
+            return
         click.echo(render(load_report(Path(runs_dir) / run_id), fmt))
     except SupamigrateError as exc:
         _fail(exc)
@@ -255,6 +259,25 @@ def config_check(config_path: str | None) -> None:
     except SupamigrateError as exc:
         _fail(exc)
     click.echo(f"{config_path or 'config.yaml'}: ok")
+
+
+@main.command("verify-logins")
+@click.option("--config", "config_path", type=click.Path(), default=None, help="config file (default ./config.yaml)")
+@click.option("--target", default=None, help="SQLite file to check (default: target.path, or the newest run's)")
+def verify_logins_cmd(config_path: str | None, target: str | None) -> None:
+    """Sign in as the accounts in logins.accounts: bcrypt against the target, then the app's JWT."""
+    from pipeline.logins import verify_logins
+
+    def ask(label: str) -> str:
+        return str(click.prompt(label, hide_input=True, default="", show_default=False))
+
+    try:
+        results = verify_logins(config_path, target=target, prompt=ask if sys.stdin.isatty() else None)
+    except SupamigrateError as exc:
+        _fail(exc)
+    for r in results:
+        click.echo(r.line())
+    sys.exit(0 if all(r.ok for r in results) else 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

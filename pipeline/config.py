@@ -32,6 +32,10 @@ class SourceConfig(_Model):
     uri: str = Field(description="postgresql://... (live), a .sql/.dump file or dump:PATH, or https://... (REST)")
     schema_file: str | None = Field(None, description="plain schema dump for a data-only dump source")
     schemas: tuple[str, ...] = Field(("public", "auth"), description="source schemas to read")
+    service_key: str | None = Field(
+        None, description="REST source: the service_role key or an sb_secret_ key, e.g. ${SUPABASE_SERVICE_KEY}")
+    jwt_secret: str | None = Field(
+        None, description="REST source: the project's JWT secret, to mint a service_role key (${SUPABASE_JWT_SECRET})")
 
 
 class BackupConfig(_Model):
@@ -127,11 +131,43 @@ class UsersConfig(_Model):
     anonymous: Literal["skip", "load"] = "skip"
     sso: Literal["skip", "load"] = "load"
     missing_hash: Literal["reject", "reset_token"] = "reject"
-    other_algorithms: Literal["reject", "keep"] = "reject"
+    other_algorithms: Literal["reject", "keep", "reset_token"] = "reject"
     hash_precedence: Literal["most_recent", "auth", "profiles"] = "most_recent"
     reset_token_ttl_hours: Annotated[int, Field(ge=1)] = 72
+    reset_token_table: str = "password_reset_tokens"
     unusable_hash_marker: str = "!reset-required"
     default_user_category: str = "editor"
+
+    @field_validator("unusable_hash_marker")
+    @classmethod
+    def _marker_never_verifies(cls, v: str) -> str:
+        # A marker that parsed as bcrypt could match some password; it must be refused by any verifier.
+        from transforms.auth_hashes import classify_hash
+
+        if not v.strip() or classify_hash(v).algorithm != "unknown":
+            raise ValueError("must be a non-empty string that is not a password hash (e.g. '!reset-required')")
+        return v
+
+    @property
+    def issues_reset_tokens(self) -> bool:
+        return self.enabled and "reset_token" in (self.missing_hash, self.other_algorithms)
+
+
+class LoginAccount(_Model):
+    """An account `verify-logins` signs in as; the password comes from the environment or a prompt."""
+
+    email: str
+    password_env: str | None = Field(None, description="environment variable holding the password")
+
+
+class LoginsConfig(_Model):
+    """The post-migration login check: bcrypt against the target, then the app's access token."""
+
+    jwt_secret_env: str = Field("JWT_SECRET", description="environment variable holding the app's JWT secret")
+    verify_secret_env: str | None = Field(
+        None, description="environment variable of the secret the app verifies with, if not jwt_secret_env")
+    token_ttl_seconds: Annotated[int, Field(ge=1)] = 900
+    accounts: list[LoginAccount] = Field(default_factory=list)
 
 
 class Config(_Model):
@@ -140,6 +176,7 @@ class Config(_Model):
     run: RunConfig = RunConfig()
     types: TypesConfig = TypesConfig()
     users: UsersConfig = UsersConfig()
+    logins: LoginsConfig = LoginsConfig()
     tables: dict[str, TableRule] = Field(default_factory=dict, description="target table -> rule")
     ignore_tables: list[str] = Field(
         default_factory=list, description="source tables deliberately not migrated (reported as info)"
@@ -156,24 +193,38 @@ class Config(_Model):
     def with_overrides(
         self, *, source: str | None = None, target: str | None = None, runs_dir: str | None = None
     ) -> Config:
-        data = self.model_dump()
+        # exclude_unset keeps model_fields_set intact, so the findings engine can still tell a rule
+        # the user wrote from a default nobody chose (see `explicit`).
+        data = self.model_dump(exclude_unset=True)
         if source:
-            data["source"]["uri"] = source
+            data.setdefault("source", {})["uri"] = source
         if target:
-            data["target"]["path"] = target
+            data.setdefault("target", {})["path"] = target
         if runs_dir:
-            data["run"]["runs_dir"] = runs_dir
+            data.setdefault("run", {})["runs_dir"] = runs_dir
         return Config.model_validate(data)
 
     def fingerprint_data(self) -> dict[str, Any]:
         """The config as it affects results: secrets out, so the fingerprint can be stored."""
         data = self.model_dump(mode="json")
         data["source"]["uri"] = redact_dsn(data["source"]["uri"])
+        for secret in ("service_key", "jwt_secret"):  # never stored; a rotated key changes no row
+            data["source"].pop(secret, None)
+        data.pop("logins", None)  # which accounts get checked changes no row; a resume stays allowed
         return data
 
     def digest(self) -> str:
         raw = json.dumps(self.fingerprint_data(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def explicit(model: BaseModel, field: str) -> bool:
+    """True when the config file itself set `field` (even to its default value).
+
+    A dry run is clean only when every quirk is covered by a rule somebody wrote; a default that
+    happens to reject rows is not a decision, so the findings engine asks this, not the value.
+    """
+    return field in model.model_fields_set
 
 
 def _interpolate(value: Any, path: str) -> Any:

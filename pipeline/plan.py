@@ -40,7 +40,7 @@ class ColumnMap:
 @dataclass
 class TablePlan:
     target: TargetTable
-    kind: Literal["table", "users"]
+    kind: Literal["table", "users", "reset_tokens"]  # reset_tokens: derived from the users batches
     rule: TableRule
     source: TableInfo | None
     columns: list[ColumnMap] = field(default_factory=list)
@@ -118,6 +118,10 @@ def build_plan(config: Config, tables: list[TableInfo], schema: TargetSchema) ->
             up = _users_plan(config, target, by_name, issues)
             if up is not None:
                 plans.append(up)
+            continue
+        if (config.users.issues_reset_tokens and tname == config.users.reset_token_table
+                and any(p.kind == "users" for p in plans)):
+            plans.append(TablePlan(target=target, kind="reset_tokens", rule=rule, source=None))
             continue
         src_name = rule.source or f"public.{tname}"
         src = by_name.get(src_name)

@@ -191,6 +191,25 @@ def load_report(run_dir: Path) -> dict[str, Any]:
     return cleaned
 
 
+def open_report(run_dir: Path, opener: Callable[[str], bool] | None = None) -> Path:
+    """Open a run's report.html in the system browser; returns the page's path.
+
+    report.json is validated first so a damaged run folder is an error here, not a blank tab. The
+    page is opened from disk (file://): it is self-contained, nothing is served or fetched.
+    """
+    load_report(run_dir)
+    page = (run_dir / REPORT_FILES["html"]).resolve()
+    if not page.is_file():
+        raise ConfigError(f"no report.html in {run_dir}; print it with --format html instead")
+    if opener is None:
+        import webbrowser
+
+        opener = webbrowser.open
+    if not opener(page.as_uri()):
+        raise ConfigError(f"no browser could be started; open {page} yourself")
+    return page
+
+
 def render(report: Mapping[str, Any], fmt: Format | str) -> str:
     """The report as json, md or html text; redacts again so a hand-edited file cannot leak."""
     if fmt not in REPORT_FILES:
@@ -263,6 +282,25 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(value, list | tuple):
         return [(prefix, ", ".join(str(v) for v in value))]
     return [(prefix, "null" if value is None else str(value))]
+
+
+def decision_rules(report: Mapping[str, Any]) -> list[str]:
+    """The suggestions of blocking findings that name a config key, once each, ready to paste.
+
+    A team clears a blocked dry run by writing these rules (or the alternatives after '#'); the same
+    lines show in the console, report.md and report.html so nobody has to hunt through the table.
+    """
+    seen: list[str] = []
+    for f in _list(report, "findings"):
+        suggestion = f.get("suggestion")
+        if f.get("severity") != "blocking" or not isinstance(suggestion, str):
+            continue
+        head = suggestion.split("#", 1)[0]
+        if ": " not in head or " " in head.split(": ", 1)[0].strip():
+            continue
+        if suggestion not in seen:
+            seen.append(suggestion)
+    return seen
 
 
 def _fmt_num(value: Any, digits: int) -> str:
@@ -341,6 +379,15 @@ def _status_lines(report: Mapping[str, Any]) -> list[str]:
     counts = ", ".join(f"{len(groups[s])} {s}" for s in SEVERITIES if groups.get(s))
     if counts:
         out.append(f"findings: {counts}")
+    blocking = groups.get("blocking", [])
+    for f in blocking[:10]:
+        out.append(f"  blocking {_where(f) or f.get('id')}: {_clip(str(f.get('message', '')), 110)}")
+    if len(blocking) > 10:
+        out.append(f"  ... and {len(blocking) - 10} more blocking (see report.md)")
+    rules = decision_rules(report)
+    if rules:
+        out.append("config rules that decide the blocking findings:")
+        out.extend(f"  {r}" for r in rules)
     unmigrated = _list(report, "unmigrated_tables")
     if unmigrated:
         out.append(f"not migrated: {', '.join(str(u.get('name')) for u in unmigrated)}")
@@ -500,6 +547,13 @@ def _render_md(report: dict[str, Any]) -> str:
         out.append("")
     if out[-1] == "":
         out.pop()
+    rules = decision_rules(report)
+    if rules:
+        out += ["", "### Config rules that decide the blocking findings", "",
+                "Each line is a key path and a value (`tables.x.y: v` is `y: v` under `x:` under `tables:`); "
+                "the comment names the alternatives.", "", "```yaml"]
+        out += [r.replace("`", "'") for r in rules]
+        out.append("```")
 
     rejects = _list(report, "sample_rejects")
     if rejects:
@@ -574,6 +628,8 @@ svg.chart{width:100%;height:auto}svg.chart text{font-size:12px;fill:var(--ink)}
 .legend span{display:inline-block;margin-right:1rem}.legend i{display:inline-block;width:.8rem;height:.8rem;
 margin-right:.3rem;vertical-align:middle}
 pre.error{background:#fff3f3;border:1px solid #f2c6c6;padding:.75rem;white-space:pre-wrap}
+pre.rules{background:#f6f8fa;border:1px solid #ddd;padding:.75rem;white-space:pre-wrap}
+.verdict span{font-weight:600}.verdict .sev-blocking{color:var(--rejected)}.verdict .sev-warning{color:#b26a00}
 """
 
 
@@ -596,7 +652,7 @@ def _chart(tables: Sequence[Mapping[str, Any]]) -> str:
     twice.
     """
     label_w, bar_x, bar_w, row_h, bar_h = 190, 200, 520, 26, 16
-    width = bar_x + bar_w + 230
+    width = bar_x + bar_w + 300
     height = max(row_h * len(tables) + 8, row_h)
     parts = [
         f'<svg class="chart" role="img" aria-label="rows per table" viewBox="0 0 {width} {height}" '
@@ -661,6 +717,17 @@ def _render_html(report: dict[str, Any]) -> str:
         + (" dry run" if report.get("dry_run") else "")
         + "</p>",
     ]
+    verdict = _by_severity(_list(report, "findings"))
+    body.append(
+        '<p class="verdict" id="verdict">findings: '
+        + ", ".join(
+            f'<span class="sev-{_h(s)}" data-severity="{_h(s)}">{len(verdict.get(s, []))} {_h(s)}</span>'
+            for s in SEVERITIES
+        )
+        + (" — the config rules that decide the blocking ones are listed under Findings" if verdict["blocking"]
+           else "")
+        + "</p>"
+    )
     meta = [
         ("started", report.get("started_at")),
         ("finished", report.get("finished_at") or "—"),
@@ -803,13 +870,21 @@ def _render_html(report: dict[str, Any]) -> str:
             for f in findings:
                 keys = ", ".join(str(k) for k in f.get("sample_keys") or [])
                 parts.append(
-                    f'<tr class="finding" data-severity="{_h(severity)}">{_td(severity)}{_td(f.get("id"))}'
+                    f'<tr class="finding" data-severity="{_h(severity)}" data-id="{_h(f.get("id"))}" '
+                    f'data-count="{_int(f.get("count"))}">{_td(severity)}{_td(f.get("id"))}'
                     f"{_td(_where(f))}{_td(_int(f.get('count')), num=True)}{_td(f.get('message'))}"
                     f"{_td(f.get('suggestion') or '')}<td><code>{_h(keys)}</code></td></tr>"
                 )
             parts.append("</tbody>")
         parts.append("</table>")
         body.append("".join(parts))
+        rules = decision_rules(report)
+        if rules:
+            body.append(
+                '<h3>Config rules that decide the blocking findings</h3><pre class="rules" id="rules">'
+                + _h("\n".join(rules))
+                + "</pre>"
+            )
     else:
         body.append("<p>No findings.</p>")
     body.append("</section>")

@@ -29,8 +29,10 @@ from pipeline.config import Config, load_config
 from pipeline.console import Console
 from pipeline.errors import ConfigError, IntegrityError, Interrupted, SupamigrateError
 from pipeline.extract import extract_table
-from pipeline.findings import collect_findings
+from pipeline.findings import collect_findings, sample_rejects
+from pipeline.identities import identity_providers
 from pipeline.load import StaleStaging, load_all, open_db
+from pipeline.logins import logins_gate
 from pipeline.logs import close_run_log, get_logger, open_run_log
 from pipeline.migrations import schema_checksum
 from pipeline.plan import MigrationPlan, build_plan
@@ -42,6 +44,7 @@ from pipeline.sources.base import Source
 from pipeline.sqlite_settings import apply_app_pragmas
 from pipeline.target import load_target_schema
 from pipeline.transform import transform_all
+from pipeline.users import auth_census, write_password_resets
 
 log = get_logger(stage="run")
 VOLATILE_IDENTITY = ("snapshot",)
@@ -216,7 +219,8 @@ def _execute(
     if not src_uri.startswith(("postgres://", "postgresql://", "https://", "http://", "dump:")):
         src_uri = str(_abs(base, src_uri))
     schema_file = str(_abs(base, config.source.schema_file)) if config.source.schema_file else None
-    src = open_source(src_uri, schema_path=schema_file, schemas=config.source.schemas)
+    src = open_source(src_uri, schema_path=schema_file, schemas=config.source.schemas,
+                      service_key=config.source.service_key, jwt_secret=config.source.jwt_secret)
     try:
         previous = _pick_resumable(runs_root, run_id, must_resume) if auto_resume and not fresh else None
         is_dry = bool(previous.data["fingerprint"].get("dry_run")) if previous and dry_run is None else bool(dry_run)
@@ -307,6 +311,7 @@ def _stages(
             with console.stage("transform") as bar:
                 totals = transform_all(plan, config, rd, manifest, progress=bar.advance, should_stop=stop)
             stages.append(_stage("transform", t0, sum(t["source_rows"] for t in totals.values())))
+            report["auth"] = auth_census(plan, config, rd, manifest, identity_providers(src, by_name))
             # load
             staging = rd.staging_dir / (("dry-run-" if is_dry else "") + target.name)
             report["target"]["staging"] = str(staging)
@@ -331,6 +336,9 @@ def _stages(
             if failed:
                 raise IntegrityError("post-load checks failed; the target was not touched:\n" + "\n".join(
                     f"  {c['name']}{' on ' + c['table'] if c['table'] else ''}: {c['detail']}" for c in failed))
+            logins_gate(config, staging, report)  # before the swap: a failed login blocks it
+            if not is_dry and write_password_resets(plan, config, rd, manifest) is not None:
+                report["auth"]["password_resets_written"] = True
             if not is_dry:
                 t0 = time.perf_counter()
                 _finalize_staging(staging, rd.run_id, started, redact_dsn(src_uri), config.digest())
@@ -351,7 +359,8 @@ def _stages(
                     report["target"]["backup_after"] = str(
                         create_backup(target, backup_dir=bdir, prefix=bk.prefix, keep=bk.keep))
                 stages.append(_stage("swap", t0, 0))
-        report["findings"] = collect_findings(plan, totals, report, config)
+        report["sample_rejects"] = sample_rejects(rd.root, plan)
+        report["findings"] = collect_findings(plan, totals, report, config, rd.root)
         blocking = any(f["severity"] == "blocking" for f in report["findings"])
         status = ("dry_run_blocked" if blocking else "dry_run_clean") if is_dry else "succeeded"
         exit_code = 1 if (is_dry and blocking) else 0
@@ -368,7 +377,8 @@ def _stages(
         report["tables"] = _table_rows(plan, totals, [], {})
     if status in ("failed", "interrupted") and plan is not None and not report["findings"]:
         with contextlib.suppress(Exception):
-            report["findings"] = collect_findings(plan, totals, report, config)
+            report["sample_rejects"] = sample_rejects(rd.root, plan)
+            report["findings"] = collect_findings(plan, totals, report, config, rd.root)
     report["stages"] = stages
     report["status"] = status
     report["finished_at"] = utcnow_iso()

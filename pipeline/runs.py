@@ -85,8 +85,11 @@ def file_sha256(path: Path) -> str:
 
 
 def make_private_dir(path: Path) -> Path:
+    """mkdir's mode applies to the last folder only, so ancestors it creates (extract/) are chmodded too."""
+    missing = [p for p in path.parents if not p.exists()]
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    for p in (path, *missing):
+        os.chmod(p, 0o700)
     return path
 
 
@@ -178,7 +181,7 @@ class Manifest:
 
     # extract bookkeeping -------------------------------------------------------------
     def extract_state(self, source_table: str) -> dict[str, Any]:
-        ex: dict[str, Any] = self.data["extract"]
+        ex: dict[str, dict[str, Any]] = self.data["extract"]
         return ex.setdefault(source_table, {"done": False, "batches": [], "rows": 0})
 
     def commit_extract_batch(self, source_table: str, entry: dict[str, Any]) -> None:
@@ -193,7 +196,7 @@ class Manifest:
 
     # transform bookkeeping -----------------------------------------------------------
     def transform_state(self, target_table: str) -> dict[str, Any]:
-        tr: dict[str, Any] = self.data["transform"]
+        tr: dict[str, dict[str, Any]] = self.data["transform"]
         return tr.setdefault(target_table, {"done": False, "batches": {}})
 
     def commit_transform_batch(self, target_table: str, batch_id: str, entry: dict[str, Any]) -> None:

@@ -274,7 +274,7 @@ def finish_batch(
             if values is None:
                 values = arr.to_pylist()
             v = values[i]
-            if plan.rule.orphan_policy(col) == "set_null" and not tc.notnull:
+            if plan.rule.orphan_policy(col) == "set_null" and not tc.notnull and not tc.pk:
                 values[i] = None
                 staged.notes[f"{col}:orphan_set_null"] += 1
                 continue
@@ -569,6 +569,10 @@ def _inputs_and_stager(
         from pipeline.users import users_inputs_and_stager
 
         return users_inputs_and_stager(plan, config, run, manifest)
+    if plan.kind == "reset_tokens":
+        from pipeline.users import reset_tokens_inputs_and_stager
+
+        return reset_tokens_inputs_and_stager(plan, config, run, manifest)
     assert plan.source is not None
     inputs = extract_batches(run, manifest, plan.source.qualified, "part-")
 

@@ -1,25 +1,45 @@
-"""Target `users` rows from auth.users plus the users that exist only in profiles.
+"""Target `users` rows from auth.users plus profile-only users, reset tokens, the census and the reset CSV.
 
 Kept apart from the generic table path because one target row draws on two source tables and on
 policies (soft deletes, anonymous and SSO users, hash precedence) that no column rename expresses.
-Both inputs are read from the committed extract files, so a resumed run builds identical users.
+Every input is a committed file of this run (extracts, the users transform batches, the run's
+reset-token key), so a resumed run decides every user, and every token, exactly as before.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+import csv
+import io
+import os
+import secrets
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import Config
-from pipeline.plan import TablePlan
-from pipeline.runs import Manifest, RunDir
+from pipeline.errors import IntegrityError
+from pipeline.logs import get_logger
+from pipeline.plan import MigrationPlan, TablePlan
+from pipeline.runs import Manifest, RunDir, atomic_write_bytes
 from pipeline.sources.base import Column
 from pipeline.transform import BatchInput, Staged, StageFn, extract_batches, row_keys
-from transforms.auth_hashes import HashInfo, classify_hash, normalize_email
+from transforms.auth import (
+    AuthCensus,
+    AuthPolicy,
+    UserDecision,
+    decide_auth_user,
+    decide_profile_user,
+    oauth_only_by_provider,
+    reset_token,
+    reset_token_row_id,
+    token_digest,
+)
+
+log = get_logger(stage="users")
 
 TEXT = Column("text", "text")
 UUID = Column("id", "uuid")
@@ -33,217 +53,236 @@ SOURCE_COLUMNS = {
     "created_at": TSTZ,
     "updated_at": TSTZ,
 }
+RESET_COLUMNS = ("id", "user_id", "token", "expires_at", "used_at", "created_at")
 _PROFILE_COLUMNS = ("id", "email", "full_name", "user_category", "created_at", "updated_at")
+RESET_KEY_FILE = "reset-tokens.key"
+RESETS_CSV = "password-resets.csv"
 
 
-def parse_ts(value: str | None) -> datetime | None:
-    """Order-only parse of a Postgres timestamptz text; None when absent or not parseable."""
-    if not value:
-        return None
-    v = value.strip().replace(" ", "T", 1)
-    if v.endswith(("+00", "-00")) or (len(v) > 3 and v[-3] in "+-" and v[-2:].isdigit()):
-        v += ":00"
+def auth_policy(config: Config) -> AuthPolicy:
+    uc = config.users
+    return AuthPolicy(soft_deleted=uc.soft_deleted, banned=uc.banned, anonymous=uc.anonymous, sso=uc.sso,
+                      missing_hash=uc.missing_hash, other_algorithms=uc.other_algorithms,
+                      hash_precedence=uc.hash_precedence, unusable_hash_marker=uc.unusable_hash_marker,
+                      default_user_category=uc.default_user_category)
+
+
+def run_started(manifest: Manifest) -> datetime:
+    """The run's start time: 'now' for ban checks and token expiry, fixed so a resume decides the same."""
+    raw = manifest.data.get("created_at")
     try:
-        d = datetime.fromisoformat(v)
+        d = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     except ValueError:
-        return None
+        return datetime.now(UTC)
     return d if d.tzinfo else d.replace(tzinfo=UTC)
 
 
-def _truthy(v: str | None) -> bool:
-    return v is not None and v.lower() in ("t", "true", "1", "yes")
+def _allowed_categories(plan: TablePlan) -> tuple[str, ...] | None:
+    for c in plan.target.columns:
+        if c.name == "user_category":
+            return c.allowed_values
+    return None
 
 
-def _meta(raw: str | None) -> dict[str, Any]:
-    if not raw:
-        return {}
-    try:
-        m = json.loads(raw)
-    except ValueError:
-        return {}
-    return m if isinstance(m, dict) else {}
-
-
-def _hash_reason(info: HashInfo) -> str:
-    return info.reason or f"{info.algorithm} hash cannot be used"
-
-
-def choose_hash(
-    config: Config,
-    auth_hash: str | None,
-    auth_updated: str | None,
-    profile_hash: str | None,
-    profile_updated: str | None,
-) -> tuple[str | None, str | None, str]:
-    """Pick the hash a user logs in with: (hash, reject reason, origin).
-
-    Usable bcrypt wins over anything else; between two usable hashes the configured precedence
-    decides (most recently changed row by default). Other algorithms are kept only by policy.
-    """
-    uc = config.users
-    a, p = classify_hash(auth_hash), classify_hash(profile_hash)
-    if a.usable and p.usable:
-        if uc.hash_precedence == "auth":
-            return auth_hash, None, "auth"
-        if uc.hash_precedence == "profiles":
-            return profile_hash, None, "profiles"
-        ta, tp = parse_ts(auth_updated), parse_ts(profile_updated)
-        if tp is not None and (ta is None or tp > ta):
-            return profile_hash, None, "profiles"
-        return auth_hash, None, "auth"
-    if a.usable:
-        return auth_hash, None, "auth"
-    if p.usable:
-        return profile_hash, None, "profiles"
-    for info, value, origin in ((a, auth_hash, "auth"), (p, profile_hash, "profiles")):
-        if info.algorithm in ("argon2", "fbscrypt", "scrypt"):
-            if uc.other_algorithms == "keep":
-                return value, None, origin
-            return None, (f"password hash uses {info.variant or info.algorithm}, which the app cannot verify "
-                          "(users.other_algorithms: reject)"), origin
-    reason = _hash_reason(a)
-    if a.algorithm == "empty":
-        reason = "no password (empty hash: an OAuth, magic-link or invited user)"
-    elif a.algorithm == "null":
-        reason = "no password (NULL hash: a user inserted by SQL or without a password)"
-    return None, f"no usable password hash: {reason}", "none"
+def _read_profiles(run: RunDir, manifest: Manifest, plan: TablePlan, hash_col: str
+                   ) -> tuple[list[BatchInput], dict[str, dict[str, Any]]]:
+    profiles: dict[str, dict[str, Any]] = {}
+    inputs: list[BatchInput] = []
+    for extra in plan.extra_sources:
+        inputs = extract_batches(run, manifest, extra.qualified, "profiles-")
+        names = {x.name for x in extra.extract_columns}
+        wanted = [c for c in (*_PROFILE_COLUMNS, hash_col) if c in names]
+        for b in inputs:
+            for row in pq.read_table(b.extract_file, columns=wanted).to_pylist():
+                profiles[str(row["id"])] = row
+    return inputs, profiles
 
 
 def users_inputs_and_stager(
     plan: TablePlan, config: Config, run: RunDir, manifest: Manifest
 ) -> tuple[list[BatchInput], StageFn]:
+    """Batches: every auth.users extract batch, then every profiles batch (profile-only users)."""
     uc = config.users
-    hash_col = uc.profile_hash_column
-    profiles: dict[str, dict[str, str | None]] = {}
-    auth_ids: set[str] = set()
+    policy = auth_policy(config)
+    now = run_started(manifest)
+    allowed = _allowed_categories(plan)
     inputs: list[BatchInput] = []
+    auth_ids: set[str] = set()
     if plan.source is not None:
         inputs += extract_batches(run, manifest, plan.source.qualified, "auth-")
         for b in inputs:
             auth_ids.update(str(v) for v in pq.read_table(b.extract_file, columns=["id"]).column(0).to_pylist())
-    prof_inputs: list[BatchInput] = []
-    for extra in plan.extra_sources:
-        prof_inputs = extract_batches(run, manifest, extra.qualified, "profiles-")
-        wanted = [c for c in (*_PROFILE_COLUMNS, hash_col) if c in {x.name for x in extra.extract_columns}]
-        for b in prof_inputs:
-            for row in pq.read_table(b.extract_file, columns=wanted).to_pylist():
-                profiles[str(row["id"])] = row
+    prof_inputs, profiles = _read_profiles(run, manifest, plan, uc.profile_hash_column)
     inputs += prof_inputs
-    now = datetime.now(UTC)
 
     def stage(b: BatchInput, data: pa.Table) -> Staged:
         if b.batch_id.startswith("auth-"):
-            return _stage_auth(data, b.offset)
-        return _stage_profiles(data)
-
-    def _new(rows: list[dict[str, Any]], raw: list[dict[str, Any]], keys: list[str]) -> Staged:
-        cols = {c: pa.array([r.get(c) for r in rows], pa.string()) for c in SOURCE_COLUMNS}
-        return Staged(columns=cols, source_columns=dict(SOURCE_COLUMNS), keys=keys, raw=raw,
-                      raw_table=pa.table({}))
-
-    def _category(meta_value: Any, profile_value: str | None, staged_notes: Any) -> str:
-        allowed = plan.target.column("user_category").allowed_values if _has(plan, "user_category") else None
-        for cand in (meta_value, profile_value):
-            if isinstance(cand, str) and (allowed is None or cand in allowed):
-                return cand
-        if meta_value is not None or profile_value is not None:
-            staged_notes["user_category:defaulted"] += 1
-        return uc.default_user_category
-
-    def _stage_auth(data: pa.Table, offset: int) -> Staged:
-        raw = data.to_pylist()
-        keys = row_keys(data, ("id",), offset)
-        rows: list[dict[str, Any]] = []
-        fates: list[tuple[str, str, str | None] | None] = []
-        notes: dict[str, int] = {}
-        from collections import Counter
-
-        cnotes: Counter[str] = Counter()
-        for r in raw:
-            uid = str(r["id"])
-            prof = profiles.get(uid, {})
-            meta = _meta(r.get("raw_user_meta_data"))
-            fate: tuple[str, str, str | None] | None = None
-            if r.get("deleted_at") and uc.soft_deleted == "skip":
-                fate = ("filter", "soft-deleted user (users.soft_deleted: skip)", None)
-            elif _truthy(r.get("is_anonymous")) and uc.anonymous == "skip":
-                fate = ("filter", "anonymous user (users.anonymous: skip)", None)
-            elif _truthy(r.get("is_sso_user")) and uc.sso == "skip":
-                fate = ("filter", "SSO user (users.sso: skip)", None)
-            elif uc.banned == "skip" and (bt := parse_ts(r.get("banned_until"))) and bt > now:
-                fate = ("filter", "banned user (users.banned: skip)", None)
-            email = normalize_email(r.get("email")) or normalize_email(prof.get("email"))
-            chosen, why, origin = choose_hash(config, r.get("encrypted_password"), r.get("updated_at"),
-                                              prof.get(hash_col), prof.get("updated_at"))
-            if fate is None and email is None:
-                fate = ("reject", "user has no email (a phone-only or anonymous user)", "email")
-            if fate is None and why is not None:
-                if uc.missing_hash == "reset_token" and origin == "none":
-                    chosen = uc.unusable_hash_marker
-                    cnotes["password_hash:reset_required"] += 1
-                else:
-                    fate = ("reject", why, "password_hash")
-            if origin == "profiles":
-                cnotes["password_hash:from_profiles"] += 1
-            rows.append({
-                "id": uid, "email": email, "password_hash": chosen,
-                "full_name": meta.get("full_name") if isinstance(meta.get("full_name"), str) else prof.get("full_name"),
-                "user_category": _category(meta.get("user_category"), prof.get("user_category"), cnotes),
-                "created_at": r.get("created_at"), "updated_at": r.get("updated_at") or r.get("created_at"),
-            })
-            fates.append(fate)
-        staged = _new(rows, raw, keys)
-        _apply_fates(staged, fates)
-        staged.notes.update(cnotes)
-        staged.notes.update(notes)
-        return staged
-
-    def _stage_profiles(data: pa.Table) -> Staged:
-        raw_all = data.to_pylist()
-        raw = [r for r in raw_all if str(r["id"]) not in auth_ids]
-        keys = [str(r["id"]) for r in raw]
-        rows: list[dict[str, Any]] = []
-        fates: list[tuple[str, str, str | None] | None] = []
-        from collections import Counter
-
-        cnotes: Counter[str] = Counter()
-        for r in raw:
-            email = normalize_email(r.get("email"))
-            chosen, why, origin = choose_hash(config, None, None, r.get(hash_col), r.get("updated_at"))
-            fate: tuple[str, str, str | None] | None = None
-            if email is None:
-                fate = ("reject", "profile-only user has no email", "email")
-            elif why is not None:
-                if uc.missing_hash == "reset_token" and origin == "none":
-                    chosen = uc.unusable_hash_marker
-                    cnotes["password_hash:reset_required"] += 1
-                else:
-                    fate = ("reject", f"profile-only user: {why}", "password_hash")
-            cnotes["profile_only_user"] += 1
-            rows.append({
-                "id": str(r["id"]), "email": email, "password_hash": chosen, "full_name": r.get("full_name"),
-                "user_category": _category(None, r.get("user_category"), cnotes),
-                "created_at": r.get("created_at"), "updated_at": r.get("updated_at") or r.get("created_at"),
-            })
-            fates.append(fate)
-        staged = _new(rows, raw, keys)
-        _apply_fates(staged, fates)
-        staged.notes.update(cnotes)
-        return staged
+            raw = data.to_pylist()
+            keys = row_keys(data, ("id",), b.offset)
+            decisions = [decide_auth_user(r, profiles.get(str(r["id"])), policy, now, allowed_categories=allowed,
+                                          profile_hash_column=uc.profile_hash_column) for r in raw]
+        else:
+            raw = [r for r in data.to_pylist() if str(r["id"]) not in auth_ids]
+            keys = [str(r["id"]) for r in raw]
+            decisions = [decide_profile_user(r, policy, allowed_categories=allowed,
+                                             profile_hash_column=uc.profile_hash_column) for r in raw]
+        return _staged(decisions, raw, keys)
 
     return inputs, stage
 
 
-def _has(plan: TablePlan, column: str) -> bool:
-    return any(c.name == column for c in plan.target.columns)
-
-
-def _apply_fates(staged: Staged, fates: list[tuple[str, str, str | None] | None]) -> None:
-    for i, fate in enumerate(fates):
-        if fate is None:
+def _staged(decisions: list[UserDecision], raw: list[dict[str, Any]], keys: list[str]) -> Staged:
+    cols = {c: pa.array([d.row.get(c) for d in decisions], pa.string()) for c in SOURCE_COLUMNS}
+    staged = Staged(columns=cols, source_columns=dict(SOURCE_COLUMNS), keys=keys, raw=raw, raw_table=pa.table({}))
+    for i, d in enumerate(decisions):
+        if d.fate is not None:
+            kind, reason, column = d.fate
+            if kind == "filter":
+                staged.filtered[i] = reason
+            else:
+                staged.reject(i, "user_" + (column or "row"), column, reason)
             continue
-        kind, reason, column = fate
-        if kind == "filter":
-            staged.filtered[i] = reason
-        else:
-            staged.reject(i, "user_" + (column or "row"), column, reason)
+        if d.reset:
+            staged.notes["password_hash:reset_required"] += 1
+        if d.kept_other:
+            staged.notes["password_hash:other_algorithm_kept"] += 1
+        if d.origin == "profiles":
+            staged.notes["password_hash:from_profiles"] += 1
+        if "profile_only" in d.flags:
+            staged.notes["id:profile_only_user"] += 1
+        if "email_normalized" in d.flags:
+            staged.notes["email:lowercased_or_trimmed"] += 1
+        if d.category_defaulted:
+            staged.notes["user_category:defaulted"] += 1
+    return staged
+
+
+# Reset tokens ---------------------------------------------------------------------------------------
+def reset_key(run: RunDir) -> bytes:
+    """The run's private HMAC key for reset tokens, made once (0600) and reused by every resume."""
+    path = run.root / RESET_KEY_FILE
+    if not path.is_file():
+        atomic_write_bytes(path, secrets.token_bytes(32).hex().encode())
+    return bytes.fromhex(path.read_text().strip())
+
+
+def reset_tokens_inputs_and_stager(
+    plan: TablePlan, config: Config, run: RunDir, manifest: Manifest
+) -> tuple[list[BatchInput], StageFn]:
+    """One token batch per committed users batch: a token for every loaded user holding the marker.
+
+    The users batch's sha256 stands in for the extract checksum, so if users is redone with other
+    content the token batches are redone too (the generic transform checks it).
+    """
+    users_table = config.users.table
+    marker = config.users.unusable_hash_marker
+    inputs: list[BatchInput] = []
+    batches = manifest.transform_state(users_table)["batches"]
+    for bid in sorted(batches):
+        e = batches[bid]
+        inputs.append(BatchInput(bid, users_table, run.root / e["file"], e["sha256"], 0))
+    started = run_started(manifest)
+    fmt = config.types.timestamp_format
+    created = started.strftime(fmt)
+    expires = (started + timedelta(hours=config.users.reset_token_ttl_hours)).strftime(fmt)
+
+    def stage(b: BatchInput, data: pa.Table) -> Staged:
+        key = reset_key(run)
+        ids = [str(u) for u, h in zip(data.column("id").to_pylist(), data.column("password_hash").to_pylist(),
+                                      strict=True) if h == marker]
+        values: dict[str, list[str | None]] = {
+            "id": [reset_token_row_id(key, u) for u in ids], "user_id": list[str | None](ids),
+            "token": [token_digest(reset_token(key, u)) for u in ids],
+            "expires_at": [expires] * len(ids), "used_at": [None] * len(ids), "created_at": [created] * len(ids),
+        }
+        names = {c.name for c in plan.target.columns}
+        cols = {c: pa.array(v, pa.string()) for c, v in values.items() if c in names}
+        return Staged(columns=cols, source_columns={c: TEXT for c in cols}, keys=ids,
+                      raw=[{"user_id": u} for u in ids], raw_table=pa.table({}))
+
+    return inputs, stage
+
+
+def write_password_resets(plan: MigrationPlan, config: Config, run: RunDir, manifest: Manifest) -> Path | None:
+    """runs/<id>/password-resets.csv (email, token, expires_at; 0600) from the committed token batches.
+
+    Each plain token is re-derived and checked against the hash committed for the target, so the CSV
+    can only ever name tokens the target holds.
+    """
+    name = config.users.reset_token_table
+    if not any(tp.name == name and tp.kind == "reset_tokens" for tp in plan.tables):
+        return None
+    tokens: list[tuple[str, str, str]] = []
+    for _bid, e in sorted(manifest.transform_state(name)["batches"].items()):
+        t = pq.read_table(run.root / e["file"], columns=["user_id", "token", "expires_at"])
+        tokens.extend(zip(*(t.column(c).to_pylist() for c in ("user_id", "token", "expires_at")), strict=True))
+    wanted = {u for u, _, _ in tokens}
+    emails: dict[str, str] = {}
+    for _bid, e in sorted(manifest.transform_state(config.users.table)["batches"].items()):
+        t = pq.read_table(run.root / e["file"], columns=["id", "email"])
+        for uid, email in zip(t.column("id").to_pylist(), t.column("email").to_pylist(), strict=True):
+            if uid in wanted:
+                emails[uid] = email
+    key = reset_key(run) if tokens else b""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["email", "token", "expires_at"])
+    for uid, digest, expires in sorted(tokens, key=lambda x: emails.get(x[0], "")):
+        plain = reset_token(key, uid)
+        if token_digest(plain) != digest or uid not in emails:
+            raise IntegrityError(f"reset token of user {uid} does not match the committed token batch; "
+                                 "rerun with `supamigrate resume --fresh`")
+        w.writerow([emails[uid], plain, expires])
+    path = run.root / RESETS_CSV
+    atomic_write_bytes(path, buf.getvalue().encode(), mode=0o600)
+    os.chmod(path, 0o600)
+    log.info("password reset list written", file=RESETS_CSV, users=len(tokens))
+    return path
+
+
+# Census ---------------------------------------------------------------------------------------------
+def auth_census(
+    plan: MigrationPlan, config: Config, run: RunDir, manifest: Manifest,
+    identities: dict[str, set[str]] | None = None,
+) -> dict[str, Any]:
+    """report["auth"]: every source user counted by hash, origin and kind, plus what the transform did."""
+    try:
+        up = next(tp for tp in plan.tables if tp.kind == "users")
+    except StopIteration:
+        return {}
+    uc = config.users
+    policy = auth_policy(config)
+    now = run_started(manifest)
+    allowed = _allowed_categories(up)
+    census = AuthCensus()
+    _, profiles = _read_profiles(run, manifest, up, uc.profile_hash_column)
+    auth_ids: set[str] = set()
+    if up.source is not None:
+        for b in extract_batches(run, manifest, up.source.qualified, "auth-"):
+            for r in pq.read_table(b.extract_file).to_pylist():
+                auth_ids.add(str(r["id"]))
+                census.add(decide_auth_user(r, profiles.get(str(r["id"])), policy, now, allowed_categories=allowed,
+                                            profile_hash_column=uc.profile_hash_column), "auth")
+    for _uid, r in profiles.items():
+        if str(r["id"]) not in auth_ids:
+            census.add(decide_profile_user(r, policy, allowed_categories=allowed,
+                                           profile_hash_column=uc.profile_hash_column), "profiles")
+    out = census.as_dict()
+    out["policies"] = {k: getattr(uc, k) for k in ("soft_deleted", "anonymous", "sso", "banned", "missing_hash",
+                                                  "other_algorithms", "hash_precedence")}
+    ust = manifest.transform_state(up.name)["batches"].values()
+    out["users_table"] = {k: sum(int(e[k]) for e in ust) for k in ("rows_in", "loaded", "rejected", "filtered")}
+    reasons: Counter[str] = Counter()
+    for e in ust:
+        reasons.update(e["reasons"])
+    out["users_table"]["email_duplicates_rejected"] = int(reasons.get("duplicate:email", 0))
+    rst = manifest.transform_state(uc.reset_token_table)["batches"].values() if any(
+        tp.kind == "reset_tokens" for tp in plan.tables) else []
+    out["reset_tokens_issued"] = sum(int(e["loaded"]) for e in rst)
+    if out["reset_tokens_issued"]:
+        out["password_resets_file"] = RESETS_CSV
+    if identities is None:
+        out["oauth_only_by_provider"] = "not available (the source has no auth.identities)"
+    else:
+        out["oauth_only_by_provider"] = oauth_only_by_provider(identities)
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pipeline.errors import ConfigError, SourceError
+from pipeline.errors import ConfigError
 from pipeline.redact import redact_dsn
 from pipeline.sources.base import Column, ForeignKey, Source, SourceBatch, TableInfo
 
@@ -38,8 +38,11 @@ def open_source(uri: str, **options: Any) -> Source:
         path = uri.strip()[len("dump:"):] if lowered.startswith("dump:") else uri.strip()
         source: Source = DumpSource(path, schema_path=options.get("schema_path"), **schemas)
         return source
-    if lowered.startswith("https://"):
-        raise SourceError("the REST source is not available yet")
+    if lowered.startswith(("https://", "http://")):
+        from pipeline.sources.rest import RestSource
+
+        rest_options = {k: options[k] for k in ("service_key", "jwt_secret") if options.get(k) is not None}
+        return RestSource(uri.strip(), **schemas, **rest_options)
     raise ConfigError(
         f"unrecognised source {redact_dsn(uri)!r}: expected postgresql://..., a .sql/.dump/.backup/.pgdump "
         "file or dump:PATH, or https://"

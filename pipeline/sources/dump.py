@@ -45,6 +45,7 @@ from pipeline.sources.dump_sql import (
     Truncated,
     _Cursor,
     decode_copy_line,
+    fast_value,
     literal_value,
     python_encoding,
 )
@@ -112,11 +113,17 @@ def _copy_header(toks: list[Tok], catalog: Catalog) -> tuple[tuple[str, str], tu
         c = _Cursor(toks[1:])
         key = catalog.qualify(c.name())
         cols = c.name_list() if c.is_op("(") else None
-        if c.accept("from", "stdin"):
-            return key, cols
+        if not c.accept("from", "stdin"):
+            return None
     except DumpSyntaxError:
-        pass
-    return None
+        return None
+    rest = [t.text.lower() for t in toks[1 + c.i :] if t.kind != OP]
+    if rest and rest not in (["with", "format", "text"], ["with", "text"]):
+        raise DumpSyntaxError(
+            f"the COPY of table {key[0]}.{key[1]} has options ({' '.join(rest)}); only pg_dump's plain "
+            "text COPY can be read"
+        )
+    return key, cols
 
 
 def _read_into_name(lx: Lexer, catalog: Catalog) -> tuple[tuple[str, str], Tok | None]:
@@ -165,6 +172,11 @@ def _walk(lx: Lexer, scan: _Scan, *, ddl: bool, seekable: bool, label: str) -> N
             tok = lx.next()
             if tok is None:
                 break
+            if tok.kind == META and re.match(r"\\c(onnect)?\b", tok.text) and (catalog.tables or scan.segments):
+                raise SourceError(
+                    f"{label} holds more than one database (a pg_dumpall file?): dump the one database "
+                    "with pg_dump"
+                )
             if tok.kind == META or (tok.kind == OP and tok.text == ";"):
                 continue
             word = tok.text if tok.kind == IDENT else ""
@@ -233,10 +245,15 @@ def _walk(lx: Lexer, scan: _Scan, *, ddl: bool, seekable: bool, label: str) -> N
 class _Mapping:
     """From a data block's column list to the table's extract columns."""
 
-    def __init__(self, table: TableInfo, dump_cols: tuple[str, ...] | None, *, copy: bool) -> None:
+    def __init__(
+        self, table: TableInfo, dump_cols: tuple[str, ...] | None, *, copy: bool, layout: TableInfo | None = None
+    ) -> None:
+        """`layout` is the table whose column order a list-less COPY or INSERT follows: a leaf partition's
+        own order can differ from its root's."""
         q = table.qualified
         if dump_cols is None:
-            dump_cols = tuple(c.name for c in (table.extract_columns if copy else table.columns))
+            lay = layout or table
+            dump_cols = tuple(c.name for c in (lay.extract_columns if copy else lay.columns))
         known = {c.name: c for c in table.columns}
         for name in dump_cols:
             if name not in known:
@@ -295,13 +312,16 @@ class _Emitter:
         return SourceBatch(data=data, resume_token={"rows": self.count})
 
 
-def _copy_batches(lx: Lexer, table: TableInfo, cols: tuple[str, ...] | None, em: _Emitter) -> Iterator[SourceBatch]:
-    mapping = _Mapping(table, cols, copy=True)
+def _copy_batches(
+    lx: Lexer, table: TableInfo, cols: tuple[str, ...] | None, em: _Emitter, layout: TableInfo
+) -> Iterator[SourceBatch]:
+    mapping = _Mapping(table, cols, copy=True, layout=layout)
     enc = lx.encoding
     for line in lx.copy_lines():
         if em.skipping():
             continue
-        batch = em.add(mapping.project(decode_copy_line(line, enc), em.count + 1))
+        vals = decode_copy_line(line, enc) if mapping.n else []
+        batch = em.add(mapping.project(vals, em.count + 1))
         if batch is not None:
             yield batch
 
@@ -330,13 +350,30 @@ def _values_row(lx: Lexer) -> list[list[Tok]]:
         cur.append(t)
 
 
+def _item_value(item: list[Tok], pg_type: str, rowno: int, table: TableInfo) -> Any:
+    if len(item) == 1 and (item[0].kind == NUMBER or (item[0].kind == STRING and not item[0].prefix)):
+        return item[0].text
+    try:
+        return literal_value(item, pg_type)
+    except DumpSyntaxError as exc:
+        raise DumpSyntaxError(f"row {rowno} of table {table.qualified}: {exc}") from None
+
+
 def _insert_batches(
-    lx: Lexer, table: TableInfo, em: _Emitter, first: Tok | None, search_path: str
+    lx: Lexer,
+    table: TableInfo,
+    em: _Emitter,
+    first: Tok | None,
+    search_path: str,
+    key: tuple[str, str],
+    layout: TableInfo,
 ) -> Iterator[SourceBatch]:
-    """Rows of consecutive `INSERT INTO table ... VALUES (...), (...);` statements, streamed."""
+    """Rows of consecutive `INSERT INTO key ... VALUES (...), (...);` statements, streamed.
+
+    `key` is the table itself or, for a partitioned table, the leaf partition being read.
+    """
     catalog = Catalog()
     catalog.search_path = search_path
-    key = (table.schema, table.name)
     mappings: dict[tuple[str, ...] | None, _Mapping] = {}
     tok = first
     while True:
@@ -372,28 +409,30 @@ def _insert_batches(
             raise DumpSyntaxError(f"an INSERT into {table.qualified} has no VALUES list")
         mapping = mappings.get(cols)
         if mapping is None:
-            mapping = mappings[cols] = _Mapping(table, cols, copy=False)
+            mapping = mappings[cols] = _Mapping(table, cols, copy=False, layout=layout)
         types = mapping.types
         while True:
-            t = lx.next()
-            if t is None:
-                raise Truncated()
-            if not (t.kind == OP and t.text == "("):
-                raise DumpSyntaxError(f"malformed VALUES list in an INSERT into {table.qualified}")
-            items = _values_row(lx)
+            raw = lx.fast_row()
+            items: list[list[Tok]] | None = None
+            if raw is None:
+                t = lx.next()
+                if t is None:
+                    raise Truncated()
+                if not (t.kind == OP and t.text == "("):
+                    raise DumpSyntaxError(f"malformed VALUES list in an INSERT into {table.qualified}")
+                items = _values_row(lx)
             if not em.skipping():
                 rowno = em.count + 1
-                if len(items) != mapping.n:
-                    mapping.project(items, rowno)
-                vals: list[Any] = []
-                for i, item in enumerate(items):
-                    if len(item) == 1 and (item[0].kind == NUMBER or (item[0].kind == STRING and not item[0].prefix)):
-                        vals.append(item[0].text)
-                    else:
-                        try:
-                            vals.append(literal_value(item, types[i]))
-                        except DumpSyntaxError as exc:
-                            raise DumpSyntaxError(f"row {rowno} of table {table.qualified}: {exc}") from None
+                vals: list[Any]
+                if raw is not None:
+                    if len(raw) != mapping.n:
+                        mapping.project(raw, rowno)
+                    vals = [fast_value(b, types[i], lx.encoding) for i, b in enumerate(raw)]
+                else:
+                    assert items is not None
+                    if len(items) != mapping.n:
+                        mapping.project(items, rowno)
+                    vals = [_item_value(item, types[i], rowno, table) for i, item in enumerate(items)]
                 row = mapping.project(vals, rowno)
                 for name, v in zip(mapping.names, row, strict=True):
                     if v is DEFAULT:
@@ -453,6 +492,8 @@ class DumpSource:
         self._stat: tuple[int, int] | None = None
         self._archive_data: set[tuple[str, str]] | None = None
         self._tables: list[TableInfo] | None = None
+        self._leaves: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self._layouts: dict[tuple[str, str], TableInfo] = {}
         self._identity: dict[str, str] | None = None
         self._procs: set[subprocess.Popen[bytes]] = set()
 
@@ -487,7 +528,12 @@ class DumpSource:
                     f"the dump has data for table {names} but {where} has no CREATE TABLE for it: "
                     "pass a schema dump (`pg_dump --schema-only`) as schema_path"
                 )
-            self._tables = [catalog.table_info(k) for k in sorted(catalog.tables) if k[0] in self.schemas]
+            listed = catalog.listed(self.schemas)
+            self._leaves = {k: catalog.leaves(k) for k in listed}
+            self._layouts = {
+                leaf: catalog.table_info(leaf) for k in listed for leaf in self._leaves[k] if leaf != k
+            }
+            self._tables = [catalog.table_info(k) for k in listed]
         return list(self._tables)
 
     def _load(self) -> tuple[Catalog, set[tuple[str, str]], bool]:
@@ -588,29 +634,42 @@ class DumpSource:
         scan = self._index()
         if self._stat != _stat_key(self.path):
             raise SourceError(f"{self.path.name} changed while it was being read: start a fresh run")
-        q = table.qualified
-        segments = scan.segments.get((table.schema, table.name), [])
-        if not segments and scan.truncated is not None:
-            raise SourceError(
-                f"the dump is truncated ({scan.truncated}); it holds no data for table {q}, "
-                "which would have come after the cut"
-            )
+        segments: list[tuple[tuple[str, str], _Segment]] = []
+        for leaf in self._leaves_of(table):
+            found = scan.segments.get(leaf, [])
+            if not found and scan.truncated is not None:
+                raise SourceError(
+                    f"the dump is truncated ({scan.truncated}); it holds no data for table "
+                    f"{leaf[0]}.{leaf[1]}, which would have come after the cut"
+                )
+            segments.extend((leaf, seg) for seg in found)
         with self.path.open("rb", buffering=_BUFFER) as f:
-            for seg in segments:
+            for leaf, seg in segments:
                 lx = Lexer(f, seg.offset, seg.encoding, seg.std_strings)
                 lx.seek(seg.offset)
                 if seg.kind == "copy":
-                    yield from _copy_batches(lx, table, seg.columns, em)
+                    yield from _copy_batches(lx, table, seg.columns, em, self._layouts.get(leaf, table))
                 else:
-                    yield from _insert_batches(lx, table, em, None, seg.search_path)
+                    layout = self._layouts.get(leaf, table)
+                    yield from _insert_batches(lx, table, em, None, seg.search_path, leaf, layout)
                 if not seg.complete:
                     raise Truncated()
 
-    def _read_archive(self, table: TableInfo, em: _Emitter) -> Iterator[SourceBatch]:
+    def _leaves_of(self, table: TableInfo) -> list[tuple[str, str]]:
+        """A partitioned table's rows live in its leaf partitions' data blocks."""
+        if self._tables is None:
+            self.tables()
         key = (table.schema, table.name)
+        return self._leaves.get(key, [key])
+
+    def _read_archive(self, table: TableInfo, em: _Emitter) -> Iterator[SourceBatch]:
+        for leaf in self._leaves_of(table):
+            yield from self._read_archive_table(table, leaf, em)
+
+    def _read_archive_table(self, table: TableInfo, key: tuple[str, str], em: _Emitter) -> Iterator[SourceBatch]:
         if key not in self._toc_data():
             return
-        args = [str(self.path), "--data-only", "-n", table.schema, "-t", table.name]
+        args = [str(self.path), "--data-only", "-n", key[0], "-t", key[1]]
         with self._restore(args, f"the data of table {table.qualified}") as out:
             lx = Lexer(out)
             catalog = Catalog()
@@ -626,12 +685,13 @@ class DumpSource:
                     if head is None:
                         continue
                     if head[0] == key:
-                        yield from _copy_batches(lx, table, head[1], em)
+                        yield from _copy_batches(lx, table, head[1], em, self._layouts.get(key, table))
                         break
                     for _ in lx.copy_lines():
                         pass
                 elif word == "insert":
-                    yield from _insert_batches(lx, table, em, tok, catalog.search_path)
+                    layout = self._layouts.get(key, table)
+                    yield from _insert_batches(lx, table, em, tok, catalog.search_path, key, layout)
                     break
                 elif word == "set":
                     toks = [tok, *lx.statement_rest()]

@@ -85,6 +85,12 @@ _E_ESC = re.compile(
 _COPY_ESC = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.S)
 _SIMPLE_ESC = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
 _PUNCT = frozenset(b"(),;[].")
+_ITEM = (
+    rb"(?:'(?:[^']++|'')*+'|[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+    rb"|(?i:null|true|false|default)|[bB]'[01]*')"
+)
+_FAST_ROW = re.compile(rb"\(((?:[ \t]*" + _ITEM + rb"[ \t]*,)*[ \t]*" + _ITEM + rb"[ \t]*)\)")
+_FAST_ITEM = re.compile(_ITEM)
 
 
 class Lexer:
@@ -197,6 +203,29 @@ class Lexer:
             end = m.end() if m else pos + 1
             self.pos = end
             return Tok(OP, line[pos:end].decode(self.encoding, "replace"), off)
+
+    def fast_row(self) -> list[bytes] | None:
+        """A whole `(...)` VALUES row of plain literals on one line, as raw items; else None.
+
+        pg_dump writes one row per line, so most rows match one regex and never reach the
+        per-token path; a row with casts, E'' strings or a value spanning lines falls back to it.
+        """
+        if not self.std_strings:
+            return None
+        while True:
+            m = _WS.match(self.line, self.pos)
+            pos = m.end() if m else self.pos
+            if pos < len(self.line):
+                break
+            if not self._more():
+                return None
+        self.pos = pos
+        m = _FAST_ROW.match(self.line, pos)
+        if not m:
+            return None
+        self.pos = m.end()
+        self.stmt_start = False
+        return _FAST_ITEM.findall(m.group(1))
 
     def statement_rest(self) -> list[Tok]:
         """Tokens up to the terminating semicolon (consumed, not returned)."""
@@ -412,6 +441,23 @@ def decode_copy_line(line: bytes, encoding: str) -> list[str | None]:
     return out
 
 
+def fast_value(raw: bytes, pg_type: str | None, encoding: str) -> str | _Default | None:
+    """literal_value() for one item that Lexer.fast_row() matched."""
+    first = raw[:1]
+    if first == b"'":
+        return raw[1:-1].replace(b"''", b"'").decode(encoding)
+    if first in (b"b", b"B") and raw[1:2] == b"'":
+        return raw[2:-1].decode("ascii")
+    low = raw.lower()
+    if low == b"null":
+        return None
+    if low in (b"true", b"false"):
+        return low[:1].decode() if pg_type == "boolean" else low.decode()
+    if low == b"default":
+        return DEFAULT
+    return (raw[1:] if first == b"+" else raw).decode("ascii")
+
+
 class _Default:
     """The DEFAULT keyword in a VALUES list (pg_dump writes it for generated columns)."""
 
@@ -473,6 +519,16 @@ _ALIASES = {
     "float": "double precision", "varchar": "character varying", "decimal": "numeric", "dec": "numeric",
     "varbit": "bit varying", "timestamptz": "timestamp with time zone", "timetz": "time with time zone",
 }
+_BUILTIN_TYPE_TEXT = (
+    '"char"|bigint|bit|bit varying|boolean|box|bytea|character|character varying|cidr|circle|date|'
+    "datemultirange|daterange|double precision|inet|int4multirange|int4range|int8multirange|int8range|"
+    "integer|interval|json|jsonb|jsonpath|line|lseg|macaddr|macaddr8|money|name|numeric|nummultirange|"
+    "numrange|oid|path|point|polygon|real|smallint|text|time with time zone|time without time zone|"
+    "timestamp with time zone|timestamp without time zone|tsmultirange|tsquery|tsrange|tstzmultirange|"
+    "tstzrange|tsvector|uuid|xml|aclitem|cid|xid|xid8|tid|int2vector|oidvector|refcursor|txid_snapshot|"
+    "record|void|trigger|anyelement|anyarray|cstring|internal|bpchar|varchar"
+)
+_BUILTIN_TYPES = frozenset(_BUILTIN_TYPE_TEXT.split("|"))
 _SERIALS = frozenset({"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"})
 _TYPE_SHAPE = re.compile(
     r"^(?P<base>[^(\[]+?)(?:\((?P<mod>[^)]*)\))?(?P<tz> with(?:out)? time zone)?(?P<arr>\[\])?$"
@@ -746,14 +802,19 @@ class Catalog:
         return col
 
     def _resolve_type(self, toks: list[Tok]) -> str:
+        """format_type() qualifies every non-pg_catalog type; hand-written DDL often does not."""
         text = render_type(toks)
         base = text[:-2] if text.endswith("[]") else text
-        if "." not in base and toks and toks[0].kind in (IDENT, QIDENT):
-            for schema in (self.search_path, "public"):
-                key = f"{quote_ident(schema)}.{base}"
-                if key in self.enums or key in self.domains:
-                    return key + text[len(base) :]
-        return text
+        if "." in base or not toks or toks[0].kind not in (IDENT, QIDENT):
+            return text
+        for schema in (self.search_path, "public"):
+            key = f"{quote_ident(schema)}.{base}"
+            if key in self.enums or key in self.domains:
+                return key + text[len(base) :]
+        bare = re.sub(r"\([^)]*\)", "", base)
+        if bare in _BUILTIN_TYPES or bare.startswith(("interval ", "pg_", "reg")):
+            return text
+        return f"{quote_ident(self.search_path)}.{text}"
 
     def _table_constraint(self, tdef: _TableDef, c: _Cursor) -> None:
         cname: str | None = None
@@ -803,6 +864,14 @@ class Catalog:
                     col = self._column(tdef, action[a.i :])
                     if all(x.name != col.name for x in tdef.columns):
                         tdef.columns.append(col)
+            elif a.accept("attach", "partition"):
+                child = self.tables.get(self.qualify(a.name()))
+                if child is not None:
+                    child.partition_of = (tdef.schema, tdef.name)
+            elif a.accept("detach", "partition"):
+                child = self.tables.get(self.qualify(a.name()))
+                if child is not None:
+                    child.partition_of = None
             elif a.accept("drop", "constraint"):
                 a.accept("if", "exists")
                 cname = a.ident()
@@ -880,6 +949,51 @@ class Catalog:
             j += 1
         self.domains[key] = self._resolve_type(c.toks[c.i : j])
 
+    def listed(self, schemas: tuple[str, ...]) -> list[tuple[str, str]]:
+        """Tables in `schemas`, partitions folded into their root (as the live source lists them)."""
+        out = []
+        for key in sorted(self.tables):
+            if key[0] not in schemas:
+                continue
+            root = self._root(key)
+            if root != key and root[0] in schemas:
+                continue
+            out.append(key)
+        return out
+
+    def _root(self, key: tuple[str, str]) -> tuple[str, str]:
+        seen = 0
+        while seen < 64:
+            parent = self.tables[key].partition_of
+            if parent is None or parent not in self.tables:
+                return key
+            key, seen = parent, seen + 1
+        return key
+
+    def leaves(self, key: tuple[str, str]) -> list[tuple[str, str]]:
+        """The tables that hold a partitioned table's rows (itself when it is not partitioned)."""
+        children = sorted(k for k, t in self.tables.items() if t.partition_of == key and k != key)
+        if not children:
+            return [key]
+        return sorted({leaf for child in children for leaf in self.leaves(child)})
+
+    def _resolve(self, pg_type: str) -> tuple[tuple[str, ...] | None, str | None]:
+        """Enum labels (also through arrays and domains) and a domain's innermost base type."""
+        base: str | None = None
+        t, seen = pg_type, 0
+        while t in self.domains and seen < 16:
+            base = t = self.domains[t]
+            seen += 1
+        if t in self.enums:
+            return tuple(self.enums[t]), base
+        if t.endswith("[]"):
+            elem = t[:-2]
+            while elem in self.domains and seen < 32:
+                elem, seen = self.domains[elem], seen + 1
+            if elem in self.enums:
+                return tuple(self.enums[elem]), base
+        return None, base
+
     def table_info(self, key: tuple[str, str]) -> TableInfo:
         tdef = self.tables[key]
         coldefs = tdef.columns
@@ -888,16 +1002,15 @@ class Catalog:
             coldefs = self.tables[tdef.partition_of].columns
         columns = []
         for cd in coldefs:
-            base = cd.pg_type[:-2] if cd.pg_type.endswith("[]") else cd.pg_type
-            enum = self.enums.get(base)
+            enum_values, base_type = self._resolve(cd.pg_type)
             columns.append(
                 Column(
                     name=cd.name,
                     pg_type=cd.pg_type,
                     nullable=not cd.notnull,
                     generated=cd.generated,
-                    enum_values=tuple(enum) if enum is not None else None,
-                    base_type=self.domains.get(cd.pg_type),
+                    enum_values=enum_values,
+                    base_type=base_type,
                 )
             )
         fks = []

@@ -339,7 +339,8 @@ class PostgresSource:
         Partitioned tables are read one leaf partition at a time, since ctid is per partition.
         """
         token = resume_token or {}
-        leaves = self._leaves(table)
+        leaf_names = self._leaves(table)
+        leaves = [f"{s}.{n}" for s, n in leaf_names]
         partitioned = len(leaves) > 1
         start = 0
         if partitioned and token.get("partition") is not None:
@@ -360,8 +361,7 @@ class PostgresSource:
                 tok["partition"] = last_partition
             return SourceBatch(_to_batch(table, buffered, n_cols), tok)
 
-        for partition in leaves[start:]:
-            schema, _, name = partition.partition(".")
+        for partition, (schema, name) in zip(leaves[start:], leaf_names[start:], strict=True):
             rel = sql.Identifier(schema, name)
             nblocks, window = self._block_layout(schema, name, batch_rows)
             block = _ctid_block(after) if after is not None else 0
@@ -391,7 +391,7 @@ class PostgresSource:
         if buffered:
             yield flush()
 
-    def _leaves(self, table: TableInfo) -> list[str]:
+    def _leaves(self, table: TableInfo) -> list[tuple[str, str]]:
         conn = self._connection()
         try:
             rows = conn.execute(
@@ -403,8 +403,8 @@ class PostgresSource:
             ).fetchall()
         except psycopg.Error as exc:
             raise self._lost(f"cannot list partitions of {table.qualified}", exc) from None
-        leaves = [f"{s}.{n}" for s, n, kind in rows if kind == "r"]
-        return leaves or [table.qualified]
+        leaves = [(s, n) for s, n, kind in rows if kind == "r"]
+        return leaves or [(table.schema, table.name)]
 
     def _block_layout(self, schema: str, name: str, batch_rows: int) -> tuple[int, int]:
         """Blocks in the relation now (enough for our snapshot) and a first window size."""

@@ -13,6 +13,7 @@ normalises to UTC), so the expected values are read in the same TimeZone the dum
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -29,10 +30,8 @@ import pytest
 from psycopg import sql
 
 from pipeline.errors import SourceError
-from pipeline.sources.base import Column, ForeignKey, TableInfo
+from pipeline.sources.base import Column, ForeignKey, Source, TableInfo
 from pipeline.sources.dump import DumpSource
-
-pytestmark = pytest.mark.postgres
 
 TZ = "America/New_York"
 ALL_SCHEMAS = ("public", "auth", "storage")
@@ -113,6 +112,25 @@ CREATE TRIGGER samples_touch BEFORE UPDATE ON public.samples FOR EACH ROW EXECUT
 CREATE TABLE public.items (id integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY, label text NOT NULL, qty int);
 CREATE TABLE public.nothing_here (id integer PRIMARY KEY, v text);
 CREATE TABLE public.no_key (a integer, b text);
+CREATE DOMAIN public.role_d AS public.app_role;
+CREATE DOMAIN public.role_dd AS public.role_d;
+CREATE DOMAIN public.short AS varchar(8);
+CREATE DOMAIN public.shorter AS public.short;
+CREATE TABLE public.events (
+    id integer NOT NULL,
+    at date NOT NULL,
+    who public.role_dd,
+    tag public.shorter,
+    whos public.role_d[],
+    PRIMARY KEY (id, at)
+) PARTITION BY RANGE (at);
+CREATE TABLE public.events_2023 PARTITION OF public.events FOR VALUES FROM ('2023-01-01') TO ('2024-01-01')
+    PARTITION BY RANGE (id);
+CREATE TABLE public.events_2023_lo PARTITION OF public.events_2023 FOR VALUES FROM (0) TO (100);
+CREATE TABLE public.events_2023_hi PARTITION OF public.events_2023 FOR VALUES FROM (100) TO (MAXVALUE);
+CREATE TABLE public.events_2024 (tag public.shorter, whos public.role_d[], who public.role_dd,
+    at date NOT NULL, id integer NOT NULL);
+ALTER TABLE public.events ATTACH PARTITION public.events_2024 FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 
 INSERT INTO auth.users (id, email, encrypted_password, raw_user_meta_data, created_at, is_anonymous) VALUES
  ('00000000-0000-0000-0000-000000000001', 'a@x.io', '$2a$10$abcdefghijklmnopqrstuv', '{"full_name": "A\tB"}',
@@ -145,6 +163,8 @@ VALUES
 INSERT INTO public.items (label, qty) SELECT 'item ' || g || CASE WHEN g % 7 = 0 THEN E'\t7' ELSE '' END,
   CASE WHEN g % 5 = 0 THEN NULL ELSE g * 3 END FROM generate_series(1, 300) g;
 INSERT INTO public.no_key VALUES (1, 'a'), (1, 'a'), (NULL, NULL);
+INSERT INTO public.events SELECT g, DATE '2023-01-01' + g * 3, 'admin', 't' || g, '{viewer,NULL}'
+  FROM generate_series(1, 200) g;
 """
 
 FORMATS: dict[str, list[str]] = {
@@ -159,12 +179,12 @@ FORMATS: dict[str, list[str]] = {
 }
 
 
-def pg_dump(dsn: str, out: Path, *args: str) -> Path:
+def pg_dump(dsn: str, out: Path, *args: str, tz: str = TZ) -> Path:
     subprocess.run(
         ["pg_dump", *args, "-f", str(out), dsn],
         check=True,
         capture_output=True,
-        env={**os.environ, "PGTZ": TZ},
+        env={**os.environ, "PGTZ": tz},
     )
     return out
 
@@ -172,29 +192,54 @@ def pg_dump(dsn: str, out: Path, *args: str) -> Path:
 def seed(dsn: str, script: str = SEED) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for part in script.split("-- @commit"):
-            conn.execute(part)  # type: ignore[arg-type]
+            conn.execute(part)
 
 
 def oracle_tables(dsn: str, schemas: tuple[str, ...]) -> list[TableInfo]:
-    """The TableInfo PostgreSQL itself describes: format_type() with an empty search_path."""
+    """The TableInfo PostgreSQL itself describes: format_type() with an empty search_path, enum labels
+    through arrays and domains, a domain's innermost base type, partitions folded into their root."""
     out: list[TableInfo] = []
     with psycopg.connect(dsn) as conn:
         conn.execute("SET search_path = ''")
         rels = conn.execute(
             "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p') "
-            "AND n.nspname = ANY(%s)",
-            [list(schemas)],
+            "AND n.nspname = ANY(%s) AND NOT (c.relispartition AND (SELECT rn.nspname FROM pg_class r "
+            "JOIN pg_namespace rn ON rn.oid = r.relnamespace WHERE r.oid = pg_partition_root(c.oid)) = ANY(%s))",
+            [list(schemas), list(schemas)],
         ).fetchall()
+        domains = {
+            r[0]: (r[1], r[2])
+            for r in conn.execute(
+                "SELECT oid, typbasetype, format_type(typbasetype, typtypmod) FROM pg_type WHERE typtype = 'd'"
+            )
+        }
+        elems: dict[int, int] = {
+            r[0]: r[1]
+            for r in conn.execute("SELECT oid, typelem FROM pg_type WHERE typcategory = 'A' AND typelem <> 0")
+        }
+        enums = {
+            r[0]: tuple(r[1])
+            for r in conn.execute(
+                "SELECT enumtypid, array_agg(enumlabel::text ORDER BY enumsortorder) FROM pg_enum GROUP BY 1"
+            )
+        }
+
+        def resolve(typid: int) -> tuple[tuple[str, ...] | None, str | None]:
+            base = None
+            while typid in domains:
+                typid, base = domains[typid]
+            if typid in elems:
+                typid = elems[typid]
+                while typid in domains:
+                    typid = domains[typid][0]
+            return enums.get(typid), base
+
         for oid, schema, name in sorted(rels, key=lambda r: (r[1], r[2])):
             cols = conn.execute(
                 """SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                          a.attgenerated = 's',
-                          CASE WHEN et.typtype = 'e' THEN ARRAY(SELECT e.enumlabel::text FROM pg_enum e
-                               WHERE e.enumtypid = et.oid ORDER BY e.enumsortorder) END,
-                          CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END
-                   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-                   JOIN pg_type et ON et.oid = CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE t.oid END
+                          a.attgenerated = 's', a.atttypid
+                   FROM pg_attribute a
                    WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum""",
                 [oid],
             ).fetchall()
@@ -212,17 +257,18 @@ def oracle_tables(dsn: str, schemas: tuple[str, ...]) -> list[TableInfo]:
                 "WHERE c.conrelid = %s AND c.contype = 'f' ORDER BY c.conname",
                 [oid],
             ).fetchall()
+            columns = []
+            for cname, fmt, notnull, generated, typid in cols:
+                enum_values, base_type = resolve(typid)
+                columns.append(
+                    Column(name=cname, pg_type=fmt, nullable=not notnull, generated=generated,
+                           enum_values=enum_values, base_type=base_type)
+                )
             out.append(
                 TableInfo(
                     schema=schema,
                     name=name,
-                    columns=tuple(
-                        Column(
-                            name=c[0], pg_type=c[1], nullable=not c[2], generated=c[3],
-                            enum_values=tuple(c[4]) if c[4] is not None else None, base_type=c[5],
-                        )
-                        for c in cols
-                    ),
+                    columns=tuple(columns),
                     primary_key=tuple(pk[0]) if pk else (),
                     row_estimate=None,
                     foreign_keys=tuple(ForeignKey(tuple(f[0]), f[1], tuple(f[2])) for f in fks),
@@ -231,20 +277,20 @@ def oracle_tables(dsn: str, schemas: tuple[str, ...]) -> list[TableInfo]:
     return out
 
 
-def expected_rows(dsn: str, table: TableInfo) -> Counter[tuple[str | None, ...]]:
+def expected_rows(dsn: str, table: TableInfo, tz: str = TZ) -> Counter[tuple[str | None, ...]]:
     cols = sql.SQL(", ").join(
         sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE format('%s', {c}) END").format(c=sql.Identifier(c.name))
         for c in table.extract_columns
     )
     query = sql.SQL("SELECT {} FROM {}.{}").format(cols, sql.Identifier(table.schema), sql.Identifier(table.name))
     with psycopg.connect(dsn) as conn:
-        conn.execute(f"SET TimeZone = '{TZ}'")
+        conn.execute(f"SET TimeZone = '{tz}'")
         conn.execute("SET DateStyle = ISO; SET IntervalStyle = postgres; SET extra_float_digits = 3")
         conn.execute("SET bytea_output = hex")
         return Counter(tuple(r) for r in conn.execute(query).fetchall())
 
 
-def read_all(src: DumpSource, table: TableInfo, batch_rows: int = 1000, **kw: Any) -> list[tuple[Any, ...]]:
+def read_all(src: Source, table: TableInfo, batch_rows: int = 1000, **kw: Any) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     names = [c.name for c in table.extract_columns]
     for batch in src.read(table, batch_rows=batch_rows, **kw):
@@ -267,6 +313,7 @@ def plain_dump(seeded: str, tmp_path: Path) -> Path:
     return pg_dump(seeded, tmp_path / "plain.sql")
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_every_format_reads_what_postgres_holds(seeded: str, tmp_path: Path, fmt: str) -> None:
     dump = pg_dump(seeded, tmp_path / f"db.{fmt}", *FORMATS[fmt])
@@ -279,6 +326,52 @@ def test_every_format_reads_what_postgres_holds(seeded: str, tmp_path: Path, fmt
             assert Counter(got) == expected_rows(seeded, table), table.qualified
         assert read_all(src, next(t for t in tables if t.name == "nothing_here")) == []
     finally:
+        src.close()
+
+
+TRICKY = ["\t", "\n", "\r", "\\", "'", '"', "N", ".", ",", "{", "}", " ", "é", "😀", "\x01", "\x7f", ";", "$",
+          "-", "/", "*", "E", "x", "0", "\\N", "\\.", "$$", "--", "/*", "''", "NULL", "\u2028", "\x0b"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fmt", ["plain", "inserts", "multirow-quoted", "custom"])
+def test_random_tricky_text_survives_every_format(pg_dsn: str, tmp_path: Path, fmt: str) -> None:
+    import random
+
+    rng = random.Random(20240611)
+    values = ["".join(rng.choice(TRICKY) for _ in range(rng.randint(0, 12))) for _ in range(400)]
+    arrays = [[rng.choice([*values[:50], None]) for _ in range(rng.randint(0, 4))] for _ in range(400)]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.fuzz (id integer PRIMARY KEY, v text, a text[], j jsonb)")
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO public.fuzz VALUES (%s, %s, %s, jsonb_build_object('k', %s::text))",
+                [(i, v, a, v) for i, (v, a) in enumerate(zip(values, arrays, strict=True))],
+            )
+    dump = pg_dump(pg_dsn, tmp_path / f"fuzz.{fmt}", *FORMATS[fmt])
+    src = DumpSource(dump)
+    (fuzz,) = src.tables()
+    assert Counter(read_all(src, fuzz, batch_rows=33)) == expected_rows(pg_dsn, fuzz)
+    src.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.postgres
+@pytest.mark.parametrize("fmt", ["plain", "supabase-style"])
+def test_same_tables_and_rows_as_the_live_source(seeded: str, tmp_path: Path, fmt: str) -> None:
+    """The contract itself: a dump made in UTC reads exactly like the live source (which reads in UTC)."""
+    from pipeline.sources.postgres import PostgresSource
+
+    dump = pg_dump(seeded, tmp_path / f"db.{fmt}", *FORMATS[fmt], tz="UTC")
+    src = DumpSource(dump, schemas=ALL_SCHEMAS)
+    live = PostgresSource(seeded, schemas=ALL_SCHEMAS)
+    try:
+        live_tables = [dataclasses.replace(t, row_estimate=None) for t in live.tables()]
+        assert src.tables() == live_tables
+        for table in src.tables():
+            assert Counter(read_all(src, table, batch_rows=50)) == Counter(read_all(live, table, batch_rows=50))
+    finally:
+        live.close()
         src.close()
 
 
@@ -298,6 +391,7 @@ def test_identity_and_default_schemas(plain_dump: Path) -> None:
     assert samples.row_estimate is None
 
 
+@pytest.mark.postgres
 def test_timestamptz_keeps_the_dump_sessions_offset(plain_dump: Path) -> None:
     src = DumpSource(plain_dump)
     users = next(t for t in src.tables() if t.qualified == "auth.users")
@@ -306,10 +400,12 @@ def test_timestamptz_keeps_the_dump_sessions_offset(plain_dump: Path) -> None:
     assert created["00000000-0000-0000-0000-000000000002"] == "2024-07-01 19:59:59.999999-04"
 
 
+@pytest.mark.postgres
 def test_data_only_dump_takes_its_schema_from_a_schema_dump(seeded: str, tmp_path: Path) -> None:
     schema = pg_dump(seeded, tmp_path / "schema.sql", "--schema-only")
     data = pg_dump(seeded, tmp_path / "data.sql", "--data-only", "--disable-triggers")
-    assert b"SET session_replication_role = replica;" in data.read_bytes()
+    # what `supabase db dump --data-only` adds around pg_dump's output
+    data.write_bytes(b"SET session_replication_role = replica;\n\n" + data.read_bytes() + b"\nRESET ALL;\n")
     with pytest.raises(SourceError, match=r"has data for table .*public\.items.*no CREATE TABLE"):
         DumpSource(data).tables()
     src = DumpSource(data, schema_path=schema, schemas=ALL_SCHEMAS)
@@ -323,6 +419,7 @@ def test_data_only_dump_takes_its_schema_from_a_schema_dump(seeded: str, tmp_pat
     assert Counter(read_all(src, items)) == expected_rows(seeded, items)
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("fmt", ["plain", "multirow-quoted", "custom"])
 def test_resume_token_continues_without_gaps_or_duplicates(seeded: str, tmp_path: Path, fmt: str) -> None:
     dump = pg_dump(seeded, tmp_path / f"db.{fmt}", *FORMATS[fmt])
@@ -351,6 +448,7 @@ def _line_offsets(data: bytes, marker: bytes) -> int:
     return data.index(b"\n", at) + 1
 
 
+@pytest.mark.postgres
 def test_dump_cut_inside_a_copy_block_is_an_error_not_a_short_table(plain_dump: Path, tmp_path: Path) -> None:
     data = plain_dump.read_bytes()
     start = _line_offsets(data, b"COPY public.items ")
@@ -374,6 +472,7 @@ def test_dump_cut_inside_a_copy_block_is_an_error_not_a_short_table(plain_dump: 
     list(src.read(before[0], batch_rows=10))
 
 
+@pytest.mark.postgres
 def test_dump_cut_inside_an_insert_statement_is_an_error(seeded: str, tmp_path: Path) -> None:
     dump = pg_dump(seeded, tmp_path / "rows.sql", "--inserts", "--rows-per-insert", "1000")
     data = dump.read_bytes()
@@ -386,6 +485,7 @@ def test_dump_cut_inside_an_insert_statement_is_an_error(seeded: str, tmp_path: 
         read_all(src, items, batch_rows=1000)
 
 
+@pytest.mark.postgres
 def test_custom_format_without_pg_restore_says_what_to_do(
     seeded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -399,6 +499,7 @@ def test_custom_format_without_pg_restore_says_what_to_do(
         src.tables()
 
 
+@pytest.mark.postgres
 def test_truncated_custom_archive_is_an_error(seeded: str, tmp_path: Path) -> None:
     dump = pg_dump(seeded, tmp_path / "db.dump", "-Fc", "-Z0")
     data = dump.read_bytes()
@@ -410,6 +511,7 @@ def test_truncated_custom_archive_is_an_error(seeded: str, tmp_path: Path) -> No
             read_all(src, table)
 
 
+@pytest.mark.postgres
 def test_hand_written_quirks_match_postgres(pg_dsn: str, tmp_path: Path) -> None:
     script = FIXTURES / "quirks.sql"
     subprocess.run(
@@ -419,8 +521,10 @@ def test_hand_written_quirks_match_postgres(pg_dsn: str, tmp_path: Path) -> None
     src = DumpSource(script)
     tables = src.tables()
     assert tables == oracle_tables(pg_dsn, ("public", "auth"))
+    # hand-written literals are taken as written: these were written in UTC, in output form
     for table in tables:
-        assert Counter(read_all(src, table, batch_rows=2)) == expected_rows(pg_dsn, table), table.qualified
+        got = Counter(read_all(src, table, batch_rows=2))
+        assert got == expected_rows(pg_dsn, table, tz="UTC"), table.qualified
     people = next(t for t in tables if t.name == "people")
     assert people.column("feelings").enum_values == ("sad", "meh", "ok", "happy")
     assert people.column("tag").base_type == "character varying(10)"
@@ -460,7 +564,7 @@ def test_reading_a_large_plain_dump_keeps_memory_flat(tmp_path: Path) -> None:
 
 def test_one_huge_insert_statement_is_streamed(tmp_path: Path) -> None:
     path = tmp_path / "huge-insert.sql"
-    rows = 20_000
+    rows = 12_000
     with path.open("w", encoding="utf-8") as f:
         f.write("CREATE TABLE public.big (id integer NOT NULL, payload text);\n")
         f.write("INSERT INTO public.big (id, payload) VALUES\n")
@@ -475,7 +579,8 @@ def test_one_huge_insert_statement_is_streamed(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert count == rows
-    assert peak < 12_000_000, f"peak {peak / 1e6:.1f} MB"
+    assert path.stat().st_size > 12_000_000
+    assert peak < 6_000_000, f"peak {peak / 1e6:.1f} MB"
 
 
 def test_files_that_are_not_dumps(tmp_path: Path) -> None:
@@ -489,6 +594,22 @@ def test_files_that_are_not_dumps(tmp_path: Path) -> None:
         DumpSource(gz)
     with pytest.raises(SourceError, match="not found"):
         DumpSource(tmp_path / "missing.sql")
+
+
+def test_refuses_copy_options_and_cluster_dumps(tmp_path: Path) -> None:
+    csv = tmp_path / "csv.sql"
+    csv.write_text(
+        "CREATE TABLE public.t (id integer, v text);\nCOPY public.t (id, v) FROM stdin WITH (FORMAT csv);\n"
+        '1,"a"\n\\.\n'
+    )
+    with pytest.raises(SourceError, match=r"COPY of table public\.t has options"):
+        DumpSource(csv).tables()
+    cluster = tmp_path / "all.sql"
+    cluster.write_text(
+        "\\connect db1\nCREATE TABLE public.t (id integer);\n\\connect db2\nCREATE TABLE public.t (x text);\n"
+    )
+    with pytest.raises(SourceError, match="more than one database"):
+        DumpSource(cluster).tables()
 
 
 def test_default_in_values_for_a_real_column_is_refused(tmp_path: Path) -> None:
@@ -506,6 +627,7 @@ def _batches(it: Iterator[Any]) -> int:
     return sum(1 for _ in it)
 
 
+@pytest.mark.postgres
 def test_empty_table_yields_no_batch(plain_dump: Path) -> None:
     src = DumpSource(plain_dump)
     empty = next(t for t in src.tables() if t.name == "nothing_here")
