@@ -52,8 +52,6 @@ def _finish(outcome: runner.RunOutcome, ctx: _Ctx) -> None:
     for line in summary_lines(outcome.report):
         click.echo(line)
     click.echo(f"run folder: {outcome.run_dir}")
-    if outcome.target is not None:
-        click.echo(f"target: {outcome.target}")
     if outcome.report.get("error"):
         click.echo(f"error: {outcome.report['error']}", err=True)
     sys.exit(outcome.exit_code)
@@ -193,6 +191,25 @@ def schema_down(db: str, migrations: str, steps: int, to_version: int | None) ->
         click.echo("rolled back: " + (", ".join(f"{v:03d}" for v in done) or "nothing"))
     except SupamigrateError as exc:
         _fail(exc)
+
+
+@schema_group.command("generate")
+@click.option("--source", "source_uri", required=True, help="postgresql://... or a dump file")
+@click.option("--migrations", default="target_schema", show_default=True, type=click.Path(file_okay=False))
+@click.option("--table", "tables", multiple=True, help="a public table (repeatable); default: every unmigrated one")
+@click.option("--strict", is_flag=True, help="declare the generated tables STRICT")
+def schema_generate(source_uri: str, migrations: str, tables: tuple[str, ...], strict: bool) -> None:
+    """Write NNN_auto_<table>.sql migrations for source tables no migration covers."""
+    from pipeline.autoschema import generate_schema
+
+    try:
+        written = generate_schema(source_uri, migrations, tables=list(tables) or None, strict=strict)
+    except SupamigrateError as exc:
+        _fail(exc)
+    for p in written:
+        click.echo(f"wrote {p}")
+    if not written:
+        click.echo("nothing to generate: every table already has a target migration")
 
 
 @main.group("backup")

@@ -46,9 +46,14 @@ class BackupConfig(_Model):
 
 
 class TargetConfig(_Model):
-    path: str = Field("runs/{run_id}/xrozen.db", description="the SQLite file to produce; {run_id} expands")
+    path: str = Field(
+        "{runs_dir}/{run_id}/xrozen.db", description="the SQLite file to produce; {run_id} and {runs_dir} expand"
+    )
     migrations: str = Field("target_schema", description="folder of NNN_name.sql migrations")
     backups: BackupConfig = BackupConfig()
+
+    def resolve(self, run_id: str, runs_dir: str) -> str:
+        return self.path.format(run_id=run_id, runs_dir=runs_dir)
 
 
 class RunConfig(_Model):
@@ -56,6 +61,9 @@ class RunConfig(_Model):
     batch_rows: Annotated[int, Field(ge=1, le=1_000_000)] = 20_000
     memory_limit_mb: Annotated[int, Field(ge=64)] = 512
     sample_keys: Annotated[int, Field(ge=0, le=100)] = 5
+    allow_blocking_findings: bool = Field(
+        False, description="swap in the target even when findings still need a decision (not recommended)"
+    )
 
 
 class TypesConfig(_Model):
@@ -65,9 +73,19 @@ class TypesConfig(_Model):
     infinity: Literal["reject", "null", "keep"] = "reject"
     nan: Literal["reject", "null", "keep"] = "reject"
     unknown_type: Literal["text", "reject"] = "text"
+    out_of_range: Literal["reject", "keep"] = "reject"
 
     def policy(self) -> TypePolicy:
         return TypePolicy(**self.model_dump())
+
+
+class AutoSchemaConfig(_Model):
+    """Generate target migrations from the source catalog for tables no migration covers."""
+
+    enabled: bool = Field(False, description="write NNN_auto_<table>.sql into target.migrations, then migrate")
+    strict: bool = Field(False, description="declare the generated tables STRICT")
+    tables: Literal["unmigrated"] | list[str] = Field(
+        "unmigrated", description="'unmigrated' (every public table no rule migrates) or a list of public tables")
 
 
 FilterOp = Literal["is_null", "not_null", "eq", "ne", "in", "not_in"]
@@ -177,6 +195,7 @@ class Config(_Model):
     types: TypesConfig = TypesConfig()
     users: UsersConfig = UsersConfig()
     logins: LoginsConfig = LoginsConfig()
+    auto_schema: AutoSchemaConfig = AutoSchemaConfig()
     tables: dict[str, TableRule] = Field(default_factory=dict, description="target table -> rule")
     ignore_tables: list[str] = Field(
         default_factory=list, description="source tables deliberately not migrated (reported as info)"

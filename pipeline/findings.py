@@ -105,6 +105,12 @@ def collect_findings(
         f.notes(tp, t)
         f.numeric_as_real(tp, t)
     f.auth_census()
+    if (report.get("source") or {}).get("kind") == "rest" and config.users.enabled:
+        f.add("password_hashes_unavailable", "warning", config.users.table, "password_hash", 1,
+              "password hashes are not available over the Supabase REST API: every migrated user will need "
+              "a password reset",
+              "set users.missing_hash: reset_token, or migrate from a database connection or a dump to keep "
+              "the hashes", rule="users.missing_hash")
     f.checks()
     f.equations()
     return f.out

@@ -154,7 +154,7 @@ def resolve_target(config: Config, base: Path, target: str | Path | None) -> Pat
     for rd in reversed(find_runs(runs)):
         with contextlib.suppress(Exception):
             if Manifest.load(rd / "manifest.json").data.get("status") == "succeeded":
-                p = Path(raw.format(run_id=rd.name))
+                p = Path(raw.format(run_id=rd.name, runs_dir=config.run.runs_dir))
                 p = p if p.is_absolute() else base / p
                 if p.is_file():
                     return p

@@ -393,7 +393,10 @@ def _status_lines(report: Mapping[str, Any]) -> list[str]:
         out.append(f"not migrated: {', '.join(str(u.get('name')) for u in unmigrated)}")
     target = report.get("target")
     if isinstance(target, Mapping) and target.get("path"):
-        out.append(f"target: {target['path']}" + (" (swapped in)" if target.get("swapped") else ""))
+        if report.get("dry_run"):
+            out.append(f"target (not touched by a dry run): {target['path']}")
+        else:
+            out.append(f"target: {target['path']}" + (" (swapped in)" if target.get("swapped") else " (not changed)"))
     if report.get("error"):
         out.append(f"error: {report['error']}")
     return out

@@ -17,6 +17,7 @@ from types import FrameType
 from typing import Any
 
 from pipeline import faults
+from pipeline.autoschema import generate_for_config
 from pipeline.backup import atomic_swap, create_backup
 from pipeline.checks import (
     checksum_parquet,
@@ -222,6 +223,9 @@ def _execute(
     src = open_source(src_uri, schema_path=schema_file, schemas=config.source.schemas,
                       service_key=config.source.service_key, jwt_secret=config.source.jwt_secret)
     try:
+        # Before the fingerprint, so its schema checksum covers the generated files: a resume then
+        # finds them in place, generates nothing new and computes the same fingerprint.
+        generated = generate_for_config(config, src, migrations_dir) if config.auto_schema.enabled else []
         previous = _pick_resumable(runs_root, run_id, must_resume) if auto_resume and not fresh else None
         is_dry = bool(previous.data["fingerprint"].get("dry_run")) if previous and dry_run is None else bool(dry_run)
         fp = fingerprint(config, src, migrations_dir, is_dry)
@@ -240,6 +244,8 @@ def _execute(
         else:
             rd = RunDir.in_runs(runs_root, new_run_id()).create()
             manifest = Manifest.create(rd.manifest_path, rd.run_id, fp)
+        if generated:
+            manifest.set("auto_schema", sorted({*manifest.data.get("auto_schema", []), *(p.name for p in generated)}))
         with file_lock(rd.lock_path, f"run folder {rd.root}"):
             open_run_log(rd.log_path)
             try:
@@ -263,7 +269,7 @@ def _stages(
 ) -> RunOutcome:
     started = manifest.data.get("created_at", utcnow_iso())
     manifest.set("status", "running")
-    target = _abs(base, config.target.path.format(run_id=rd.run_id))
+    target = _abs(base, config.target.resolve(rd.run_id, config.run.runs_dir))
     log.info("run started", run_id=rd.run_id, source=redact_dsn(src_uri), dry_run=is_dry, target=str(target))
     stop = _StopFlag()
     report: dict[str, Any] = {
@@ -275,6 +281,8 @@ def _stages(
         "tables": [], "unmigrated_tables": [], "checks": [], "findings": [], "stages": [], "auth": {},
         "error": None,
     }
+    if manifest.data.get("auto_schema"):
+        report["auto_schema"] = {"migrations": manifest.data["auto_schema"], "folder": str(migrations_dir)}
     plan: MigrationPlan | None = None
     totals: dict[str, dict[str, Any]] = {}
     stages: list[dict[str, Any]] = []
@@ -336,6 +344,15 @@ def _stages(
             if failed:
                 raise IntegrityError("post-load checks failed; the target was not touched:\n" + "\n".join(
                     f"  {c['name']}{' on ' + c['table'] if c['table'] else ''}: {c['detail']}" for c in failed))
+            if not is_dry and not config.run.allow_blocking_findings:
+                blocking_now = [f for f in collect_findings(plan, totals, report, config, rd.root)
+                                if f["severity"] == "blocking"]
+                if blocking_now:
+                    raise IntegrityError(
+                        f"{len(blocking_now)} blocking finding(s) need a decision in the config before a cutover; "
+                        "the target was not touched. Run `supamigrate dry-run` for the rules that decide them:\n"
+                        + "\n".join(f"  {f['table'] or ''}{'.' + f['column'] if f['column'] else ''}: {f['message']}"
+                                    for f in blocking_now[:20]))
             logins_gate(config, staging, report)  # before the swap: a failed login blocks it
             if not is_dry and write_password_resets(plan, config, rd, manifest) is not None:
                 report["auth"]["password_resets_written"] = True

@@ -26,6 +26,14 @@ class PgTextError(ValueError):
     """A value is not in the text form Postgres prints for its type; the message is the reason."""
 
 
+class PgOutOfRange(PgTextError):
+    """A valid Postgres date/time (BC, or a year past 9999) that has no 'YYYY-MM-DD' form.
+
+    Kept apart from malformed text because the out_of_range policy may keep such a value as the
+    text Postgres printed, while a malformed value is always rejected.
+    """
+
+
 # --- type names -------------------------------------------------------------------------------
 
 _TYPMOD = re.compile(r"\s*\([^)]*\)", re.ASCII)
@@ -256,9 +264,9 @@ def _special(text: str) -> Infinity | None:
 
 def _year(digits: str, bc: str | None, what: str) -> int:
     if bc:
-        raise PgTextError(f"BC {what} cannot be represented")
+        raise PgOutOfRange(f"BC {what} cannot be represented")
     if len(digits) > 4:
-        raise PgTextError(f"{what} year beyond 9999")
+        raise PgOutOfRange(f"{what} year beyond 9999")
     y = int(digits)
     if y == 0:
         raise PgTextError(f"not a valid {what}")
@@ -352,7 +360,7 @@ def to_utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise PgTextError("timestamp falls outside years 1..9999 in UTC") from None
+        raise PgOutOfRange("timestamp falls outside years 1..9999 in UTC") from None
 
 
 def format_timestamp(value: datetime, fmt: str) -> str:

@@ -23,3 +23,6 @@ class TypePolicy:
     nan: Choice = "reject"
     # a Postgres type with no rule: carry its text form, or reject the row.
     unknown_type: Literal["text", "reject"] = "text"
+    # BC dates/timestamps and years past 9999 have no 'YYYY-MM-DD' form SQLite's date functions
+    # read: reject the row, or keep the text Postgres printed (e.g. '0044-03-15 BC').
+    out_of_range: Literal["reject", "keep"] = "reject"

@@ -19,6 +19,7 @@ are quoted, truncated.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ import pyarrow.compute as pc
 from pipeline.sources.base import Column
 from pipeline.target import StorageClass, TargetColumn
 from transforms import pgtext
-from transforms.pgtext import PgArrayItem, PgTextError
+from transforms.pgtext import PgArrayItem, PgOutOfRange, PgTextError
 from transforms.policy import Choice, TypePolicy
 
 Kind = Literal[
@@ -225,13 +226,23 @@ class _Rules:
 
     # -- dates and times ---------------------------------------------------------------------------
 
+    def out_of_range(self, s: str, exc: PgOutOfRange) -> str:
+        """BC or a year past 9999: keep the Postgres text when the policy says so, else reject."""
+        if self.policy.out_of_range != "keep":
+            raise _Reject(f"{exc} (out_of_range policy reject)")
+        self.notes["out_of_range_kept"] += 1
+        return s
+
     def timestamp_text(self, s: str, *, with_tz: bool) -> str:
-        v = pgtext.parse_timestamptz(s) if with_tz else pgtext.parse_timestamp(s)
-        if isinstance(v, str):
-            self.infinity(v)
-            return v
-        if with_tz:
-            v = pgtext.to_utc(v)
+        try:
+            v = pgtext.parse_timestamptz(s) if with_tz else pgtext.parse_timestamp(s)
+            if isinstance(v, str):
+                self.infinity(v)
+                return v
+            if with_tz:
+                v = pgtext.to_utc(v)
+        except PgOutOfRange as exc:
+            return self.out_of_range(s, exc)
         if v.microsecond and not self.keep_micro:
             self.notes["microseconds_dropped"] += 1
         return self.format_ts(v)
@@ -240,7 +251,10 @@ class _Rules:
         known = self.dates.get(s)
         if known is not None:
             return known
-        v = pgtext.parse_date(s)
+        try:
+            v = pgtext.parse_date(s)
+        except PgOutOfRange as exc:
+            return self.out_of_range(s, exc)
         if isinstance(v, str):
             self.infinity(v)
             return v
@@ -335,6 +349,11 @@ class _Rules:
             json.loads(s, parse_constant=self._no_constants)
         except ValueError:
             raise _Reject("not valid JSON") from None
+        except RecursionError:
+            # Postgres nests jsonb deeper than Python's recursive parser goes; check it flat.
+            if not json_is_valid(s):
+                raise _Reject("not valid JSON") from None
+            self.notes["json_deeply_nested"] += 1
         return s
 
     def text_fn(self, kind: Kind, bare: str) -> Callable[[str], Any]:
@@ -402,6 +421,8 @@ class _Rules:
                     return json.loads(s, parse_constant=self._no_constants)
                 except ValueError:
                     raise _Reject("array element is not valid JSON") from None
+                except RecursionError:
+                    raise _Reject("array element JSON is nested too deeply to embed in a JSON array") from None
             return js
         if kind == "bytea":
             return lambda s: pgtext.format_bytea_hex(pgtext.parse_bytea(s))
@@ -447,6 +468,51 @@ class _Rules:
             return json.dumps(walk(parsed.items), ensure_ascii=False, separators=(",", ":"))
 
         return conv
+
+
+_JSON_TOKEN = re.compile(
+    r'\s*(?:(?P<open>[\[{])|(?P<close>[\]}])|(?P<comma>,)|(?P<colon>:)'
+    r'|(?P<str>"(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*")'
+    r'|(?P<scalar>-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null))'
+)
+
+
+def json_is_valid(text: str) -> bool:
+    """A JSON validator with an explicit stack, for documents nested deeper than json.loads allows.
+
+    A pushdown automaton over tokens: 'value' is expected at the start, after '[', ',' in an array,
+    or ':'; 'key' after '{' or ',' in an object; 'next' after a complete value.
+    """
+    stack: list[str] = []
+    expect = "value"
+    pos, n = 0, len(text)
+    while True:
+        m = _JSON_TOKEN.match(text, pos)
+        if m is None:
+            return not stack and expect == "next" and not text[pos:].strip()
+        pos = m.end()
+        kind = m.lastgroup
+        if expect in ("value", "value_or_close") and kind in ("str", "scalar"):
+            expect = "next"
+        elif expect in ("value", "value_or_close") and kind == "open":
+            stack.append(m.group("open"))
+            expect = "value_or_close" if m.group("open") == "[" else "key_or_close"
+        elif kind == "close" and (expect == "next" or expect.endswith("_or_close")) and stack:
+            want = "[" if m.group("close") == "]" else "{"
+            if stack.pop() != want or (expect == "value_or_close" and want != "[") or (
+                    expect == "key_or_close" and want != "{"):
+                return False
+            expect = "next"
+        elif expect in ("key", "key_or_close") and kind == "str":
+            expect = "colon"
+        elif expect == "colon" and kind == "colon":
+            expect = "value"
+        elif expect == "next" and kind == "comma" and stack:
+            expect = "value" if stack[-1] == "[" else "key"
+        else:
+            return False
+        if pos >= n:
+            return not stack and expect == "next"
 
 
 _ARROW_TYPES: dict[str, pa.DataType] = {

@@ -41,8 +41,8 @@ def open_source(uri: str, **options: Any) -> Source:
     if lowered.startswith(("https://", "http://")):
         from pipeline.sources.rest import RestSource
 
-        rest_options = {k: options[k] for k in ("service_key", "jwt_secret") if options.get(k) is not None}
-        return RestSource(uri.strip(), **schemas, **rest_options)
+        return RestSource(uri.strip(), schemas=schemas.get("schemas", ("public", "auth")),
+                          service_key=options.get("service_key"), jwt_secret=options.get("jwt_secret"))
     raise ConfigError(
         f"unrecognised source {redact_dsn(uri)!r}: expected postgresql://..., a .sql/.dump/.backup/.pgdump "
         "file or dump:PATH, or https://"

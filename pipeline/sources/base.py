@@ -54,6 +54,11 @@ class TableInfo:
     primary_key: tuple[str, ...] = ()
     row_estimate: int | None = None
     foreign_keys: tuple[ForeignKey, ...] = field(default=())
+    # unique constraints / unique indexes over plain columns (not the primary key), and other
+    # plain-column indexes. Only the live source reads them (auto schema uses them); they are left
+    # out of equality so a dump and a live source of one database still describe equal tables.
+    unique: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
+    indexes: tuple[tuple[str, ...], ...] = field(default=(), compare=False)
 
     @property
     def qualified(self) -> str:
@@ -80,6 +85,8 @@ class TableInfo:
             "primary_key": list(self.primary_key),
             "row_estimate": self.row_estimate,
             "foreign_keys": [fk.to_dict() for fk in self.foreign_keys],
+            "unique": [list(u) for u in self.unique],
+            "indexes": [list(i) for i in self.indexes],
         }
 
     @classmethod
@@ -91,6 +98,8 @@ class TableInfo:
             primary_key=tuple(d.get("primary_key") or ()),
             row_estimate=d.get("row_estimate"),
             foreign_keys=tuple(ForeignKey.from_dict(f) for f in d.get("foreign_keys") or ()),
+            unique=tuple(tuple(u) for u in d.get("unique") or ()),
+            indexes=tuple(tuple(i) for i in d.get("indexes") or ()),
         )
 
 

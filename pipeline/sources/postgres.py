@@ -94,6 +94,20 @@ WHERE con.contype = 'f' AND con.conrelid = ANY(%(oids)s) AND con.conparentid = 0
 ORDER BY con.conrelid, con.conname
 """
 
+# Non-primary indexes over plain columns only: an expression or partial index has no exact SQLite
+# counterpart (its SQL is Postgres's), so auto schema leaves it out rather than guess.
+_INDEXES_SQL = """
+SELECT i.indrelid, i.indisunique,
+       ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(n, o)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+             WHERE k.o <= i.indnkeyatts ORDER BY k.o)
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+WHERE i.indrelid = ANY(%(oids)s) AND NOT i.indisprimary AND i.indpred IS NULL AND i.indexprs IS NULL
+  AND i.indisvalid AND NOT (0 = ANY(i.indkey::int2[]))
+ORDER BY i.indrelid, ic.relname
+"""
+
 
 @dataclass(frozen=True)
 class _PgType:
@@ -270,6 +284,12 @@ class PostgresSource:
         fks: dict[int, list[ForeignKey]] = {}
         for relid, pschema, pname, cols, pcols in conn.execute(_FKS_SQL, {"oids": oids}).fetchall():
             fks.setdefault(relid, []).append(ForeignKey(tuple(cols), f"{pschema}.{pname}", tuple(pcols)))
+        uniques: dict[int, list[tuple[str, ...]]] = {}
+        indexes: dict[int, list[tuple[str, ...]]] = {}
+        for relid, is_unique, cols in conn.execute(_INDEXES_SQL, {"oids": oids}).fetchall():
+            bucket = (uniques if is_unique else indexes).setdefault(relid, [])
+            if tuple(cols) not in bucket:
+                bucket.append(tuple(cols))
         out: list[TableInfo] = []
         for oid, schema, name, _kind, reltuples in rels:
             out.append(TableInfo(
@@ -279,6 +299,8 @@ class PostgresSource:
                 primary_key=pks.get(oid, ()),
                 row_estimate=int(reltuples) if reltuples is not None and reltuples >= 0 else None,
                 foreign_keys=tuple(fks.get(oid, [])),
+                unique=tuple(uniques.get(oid, [])),
+                indexes=tuple(indexes.get(oid, [])),
             ))
         return out
 

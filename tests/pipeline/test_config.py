@@ -29,7 +29,8 @@ def test_env_references_are_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_missing_env_var_names_the_key_and_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SM_CFG_MISSING", raising=False)
     with pytest.raises(ConfigError) as exc:
-        parse_config({"source": {"uri": "x.sql"}, "tables": {"users": {"defaults": {"full_name": "${SM_CFG_MISSING}"}}}})
+        parse_config({"source": {"uri": "x.sql"},
+                      "tables": {"users": {"defaults": {"full_name": "${SM_CFG_MISSING}"}}}})
     assert "tables.users.defaults.full_name" in str(exc.value) and "SM_CFG_MISSING" in str(exc.value)
     assert exc.value.exit_code == 2
 

@@ -225,6 +225,12 @@ def test_foreign_key_and_integrity_checks_pass_on_the_target(live_run: LiveRun) 
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert [r[0] for r in db.execute("SELECT version FROM _migrations")] == [1]
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()[0] == 1
+        users = db.execute("SELECT count(*) FROM users").fetchone()[0]
+    backup = Path(live_run.outcome.report["target"]["backup_after"])
+    assert backup.parent == live_run.root / "backups" and backup.name.startswith("xrozen-backup-")
+    with closing(_sqlite(backup)) as db:
+        assert db.execute("SELECT count(*) FROM users").fetchone()[0] == users
 
 
 # -- rejects ----------------------------------------------------------------------------------------
@@ -282,7 +288,7 @@ def test_user_quirks_end_in_rejects_or_filters_with_the_right_reasons(live_run: 
     assert any("soft-deleted" in reason for reason in users_row["filter_reasons"])
     with closing(_sqlite(live_run.target)) as db:
         ids = _ids(db, "users")
-        assert PROFILE_ONLY_WITH_HASH_IDS <= ids
+        assert ids >= PROFILE_ONLY_WITH_HASH_IDS
         assert not ids & (SOFT_DELETED_IDS | OAUTH_USER_IDS | NULL_PASSWORD_USER_IDS | PHONE_ONLY_IDS)
         emails = [r[0] for r in db.execute("SELECT email FROM users")]
         assert len(emails) == len({e.lower() for e in emails})
@@ -299,7 +305,7 @@ def test_report_lists_unmigrated_source_tables(live_run: LiveRun) -> None:
     unmigrated = {u["name"]: u for u in report["unmigrated_tables"]}
     assert {"public.audit_log", "public.notifications", "public.invoices", "public.api_keys",
             "auth.identities"} <= set(unmigrated)
-    assert unmigrated["public.audit_log"]["reason"] == "no rule migrates it"
+    assert unmigrated["public.audit_log"]["reason"] == "ignored by config (ignore_tables)"
     assert "ignore_tables" in unmigrated["public.api_keys"]["reason"]
     md = (live_run.run_dir / "report.md").read_text()
     assert "public.audit_log" in md
@@ -336,7 +342,7 @@ def test_no_secret_in_any_log_report_or_manifest(live_run: LiveRun) -> None:
     scanned = []
     for p in sorted(live_run.run_dir.rglob("*")):
         rel = p.relative_to(live_run.run_dir)
-        if not p.is_file() or rel.parts[0] in DATA_PARTS and p.suffix != ".json" or p.suffix == ".db":
+        if not p.is_file() or (rel.parts[0] in DATA_PARTS and p.suffix != ".json") or p.suffix == ".db":
             continue
         text = p.read_text(encoding="utf-8")
         for s in secrets:
@@ -428,3 +434,18 @@ def test_a_failed_check_leaves_the_existing_target_byte_for_byte_unchanged(
     assert target.stat().st_mtime_ns == before_mtime
     assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == backups_before
     assert not (tmp_path / "app.db-wal").exists() or os.path.getsize(tmp_path / "app.db-wal") == 0
+
+
+def test_a_second_run_backs_up_the_old_target_then_swaps(live_run: LiveRun, tmp_path: Path) -> None:
+    target = tmp_path / "app.db"
+    first = run(CONFIG, source=live_run.dsn, runs_dir=str(tmp_path / "runs"), target=str(target))
+    old_sha = _sha256(target)
+    second = run(CONFIG, source=live_run.dsn, runs_dir=str(tmp_path / "runs"), target=str(target))
+    assert (first.exit_code, second.exit_code) == (0, 0) and first.run_id != second.run_id
+    before = Path(second.report["target"]["backup_before"])
+    with closing(_sqlite(before)) as db:
+        assert db.execute("SELECT run_id FROM _supamigrate_runs").fetchall() == [(first.run_id,)]
+    with closing(_sqlite(target)) as db:
+        assert db.execute("SELECT run_id FROM _supamigrate_runs").fetchall() == [(second.run_id,)]
+    assert _sha256(target) != old_sha
+    assert len(list((tmp_path / "backups").glob("xrozen-backup-*.db"))) == 3

@@ -101,5 +101,5 @@ def test_file_lock_clears_a_stale_lock(tmp_path: Path) -> None:
 def test_file_lock_of_another_host_is_not_cleared(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
     lock.write_text(json.dumps({"pid": 1, "host": "elsewhere.invalid", "since": "now"}))
-    with pytest.raises(TargetError, match="elsewhere.invalid"), file_lock(lock, "run folder"):
+    with pytest.raises(TargetError, match=r"elsewhere\.invalid"), file_lock(lock, "run folder"):
         pass

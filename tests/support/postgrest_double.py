@@ -150,7 +150,8 @@ class PostgrestDouble:
     # auth ----------------------------------------------------------------------------------------
     def role_of(self, apikey: str | None, authorization: str | None) -> str:
         if not apikey:
-            raise _Reply(401, {"message": "No API key found in request", "hint": "No `apikey` request header or url param was found."})
+            raise _Reply(401, {"message": "No API key found in request",
+                               "hint": "No `apikey` request header or url param was found."})
         token = apikey
         if authorization and authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
@@ -158,9 +159,8 @@ class PostgrestDouble:
             if candidate.startswith("sb_secret_"):
                 if candidate not in self.config.secret_keys:
                     raise _Reply(401, {"message": "Invalid API key", "hint": "Double check the secret key."})
-            elif candidate.startswith("sb_publishable_"):
-                if candidate not in self.config.publishable_keys:
-                    raise _Reply(401, {"message": "Invalid API key"})
+            elif candidate.startswith("sb_publishable_") and candidate not in self.config.publishable_keys:
+                raise _Reply(401, {"message": "Invalid API key"})
         if token.startswith("sb_secret_"):
             return "service_role"
         if token.startswith("sb_publishable_"):
@@ -337,7 +337,7 @@ class PostgrestDouble:
                                        (schema, table)).fetchone()
                 planned = int(est_row[0]) if est_row and est_row[0] >= 0 else exact
                 total = planned if count_mode == "planned" or exact > self.config.max_rows else exact
-            if n == 0 and offset > 0 and offset >= exact and exact >= 0:
+            if n == 0 and offset > exact:
                 raise _Reply(416, {"code": "PGRST103", "details": f"An offset of {offset} was requested, but there"
                                    f" are only {exact} rows.", "hint": None,
                                    "message": "Requested range not satisfiable"},
@@ -352,7 +352,8 @@ class PostgrestDouble:
         if role != "service_role":
             raise _Reply(403, {"code": 403, "error_code": "not_admin", "msg": "User not allowed"})
         page = max(1, _nonneg(query.get("page", "1") or "1", "page"))
-        per_page = min(self.config.gotrue_max_per_page, max(1, _nonneg(query.get("per_page", "50") or "50", "per_page")))
+        asked = _nonneg(query.get("per_page", "50") or "50", "per_page")
+        per_page = min(self.config.gotrue_max_per_page, max(1, asked))
         with self._connect() as conn:
             total_row = conn.execute("SELECT count(*) FROM auth.users").fetchone()
             total = int(total_row[0]) if total_row else 0
@@ -475,7 +476,7 @@ class _Handler(BaseHTTPRequestHandler):
     owner: PostgrestDouble
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def do_HEAD(self) -> None:

@@ -441,7 +441,7 @@ def test_open_source_dispatches_by_uri(tmp_path: Path) -> None:
         src = open_source(uri, schemas=("public",))
         assert src.kind == "dump"
         src.close()
-    with pytest.raises(SourceError, match="REST source"):
+    with pytest.raises(ConfigError, match="REST source needs"):  # a key is required, before any request
         open_source("https://abc.supabase.co")
     with pytest.raises(ConfigError) as err:
         open_source("mysql://root:hunter2@db/x")

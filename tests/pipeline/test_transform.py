@@ -1,0 +1,169 @@
+"""finish_batch on small Arrow batches: each row's fate (loaded, rejected with a reason, filtered).
+
+The parents a batch is checked against are real committed transform files in a real run folder, the
+same way a run hands them from one table to the next.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from pipeline.config import parse_config
+from pipeline.plan import TablePlan, build_plan
+from pipeline.runs import Manifest, RunDir, atomic_write_bytes, atomic_write_parquet
+from pipeline.sources.base import Column, TableInfo
+from pipeline.target import TargetSchema, load_target_schema
+from pipeline.transform import TableState, TransformContext, finish_batch, stage_table_batch
+from tests.pipeline.conftest import MIGRATIONS
+from transforms.policy import TypePolicy
+
+U1, U2, U_REJ, U_GONE = (f"00000000-0000-4000-8000-00000000000{n}" for n in range(1, 5))
+
+
+def rid(n: int) -> str:
+    return f"aaaaaaaa-0000-4000-8000-{n:012d}"
+
+
+@pytest.fixture(scope="module")
+def schema() -> TargetSchema:
+    return load_target_schema(MIGRATIONS)
+
+
+def _plan(schema: TargetSchema, source: TableInfo, **rule: Any) -> TablePlan:
+    target = source.name
+    config = parse_config({"source": {"uri": "x.sql"}, "tables": {target: rule} if rule else {}})
+    plan = build_plan(config, [source], schema)
+    assert not plan.blocking, plan.blocking
+    return plan.table(target)
+
+
+def _ctx(tmp_path: Path) -> TransformContext:
+    """A run whose users table committed U1 and U2 and rejected U_REJ."""
+    rd = RunDir.in_runs(tmp_path / "runs", "run1").create()
+    m = Manifest.create(rd.manifest_path, "run1", {})
+    out = rd.transform_dir("users") / "auth-00001.parquet"
+    sha = atomic_write_parquet(out, pa.table({"id": [U1, U2]}))
+    rej = rd.rejects_dir("users") / "auth-00001.jsonl"
+    atomic_write_bytes(rej, (json.dumps({"table": "users", "key": U_REJ, "column": "password_hash",
+                                         "code": "user_password_hash", "reason": "no usable password hash"})
+                             + "\n").encode())
+    m.commit_transform_batch("users", "auth-00001", {"file": str(out.relative_to(rd.root)), "sha256": sha,
+                                                     "rejects_file": str(rej.relative_to(rd.root))})
+    return TransformContext(rd, m)
+
+
+APP_ROLE = ("editor", "client", "agency", "admin", "superuser")
+USER_ROLES = TableInfo("public", "user_roles", (Column("id", "uuid"), Column("user_id", "uuid"),
+                                                 Column("role", "public.app_role", enum_values=APP_ROLE),
+                                                 Column("created_at", "timestamp with time zone")), ("id",))
+
+
+def _roles(rows: list[tuple[str, str | None, str | None]]) -> pa.Table:
+    return pa.table({"id": [r[0] for r in rows], "user_id": [r[1] for r in rows], "role": [r[2] for r in rows],
+                     "created_at": ["2024-03-01 10:00:00+02"] * len(rows)}, schema=pa.schema(
+        [(c, pa.string()) for c in ("id", "user_id", "role", "created_at")]))
+
+
+def test_user_roles_row_fates(schema: TargetSchema, tmp_path: Path) -> None:
+    plan = _plan(schema, USER_ROLES, enum_map={"role": {"admin": "__reject__"}})
+    data = _roles([(rid(1), U1, "editor"), (rid(2), U1, "admin"), (rid(3), U_GONE, "client"),
+                   (rid(4), U_REJ, "client"), (rid(5), U1, "editor"), (rid(6), None, "agency"),
+                   (rid(7), U2, None), (rid(8), U2, "superuser")])
+    staged = stage_table_batch(plan, data, 0)
+    out = finish_batch(plan, staged, TypePolicy(), _ctx(tmp_path), TableState())
+    assert out.column("id").to_pylist() == [rid(1), rid(6)]
+    assert out.column_names == ["id", "user_id", "role", "created_at"]
+    assert out.column("created_at").to_pylist() == ["2024-03-01 08:00:00"] * 2
+    fates = {staged.keys[i]: (code, col) for i, (code, col, _) in staged.errors.items()}
+    assert fates == {rid(2): ("enum_rejected", "role"), rid(3): ("orphan", "user_id"),
+                     rid(4): ("parent_rejected", "user_id"), rid(5): ("duplicate", None),
+                     rid(7): ("missing_required", "role"), rid(8): ("invalid_value", "role")}, staged.errors
+    reasons = {staged.keys[i]: reason for i, (_, _, reason) in staged.errors.items()}
+    assert "'admin'" in reasons[rid(2)]
+    assert "no usable password hash" in reasons[rid(4)]
+    assert f"already used by row {rid(1)}" in reasons[rid(5)]
+    assert "superuser" in reasons[rid(8)]
+
+
+def test_uniques_are_remembered_across_batches(schema: TargetSchema, tmp_path: Path) -> None:
+    plan = _plan(schema, USER_ROLES)
+    ctx, state = _ctx(tmp_path), TableState()
+    first = stage_table_batch(plan, _roles([(rid(1), U1, "editor")]), 0)
+    assert finish_batch(plan, first, TypePolicy(), ctx, state).num_rows == 1
+    second = stage_table_batch(plan, _roles([(rid(2), U1, "editor"), (rid(1), U2, "client")]), 1)
+    assert finish_batch(plan, second, TypePolicy(), ctx, state).num_rows == 0
+    assert sorted(code for code, _, _ in second.errors.values()) == ["duplicate", "duplicate"]
+
+
+MESSAGES = TableInfo("public", "messages", (Column("id", "uuid"), Column("sender_id", "uuid"),
+                                             Column("recipient_id", "uuid"), Column("content", "text"),
+                                             Column("is_read", "boolean")), ("id",))
+
+
+def _messages(rows: list[tuple[str, str | None, str | None, str | None, str | None]]) -> pa.Table:
+    cols = ("id", "sender_id", "recipient_id", "content", "is_read")
+    return pa.table({c: [r[i] for r in rows] for i, c in enumerate(cols)},
+                    schema=pa.schema([(c, pa.string()) for c in cols]))
+
+
+def _profiles_ctx(tmp_path: Path) -> TransformContext:
+    ctx = _ctx(tmp_path)
+    out = ctx.run.transform_dir("profiles") / "part-00001.parquet"
+    sha = atomic_write_parquet(out, pa.table({"id": [U1, U2]}))
+    ctx.manifest.commit_transform_batch("profiles", "part-00001", {"file": str(out.relative_to(ctx.run.root)),
+                                                                   "sha256": sha, "rejects_file": None})
+    return ctx
+
+
+def test_orphans_set_null_only_where_the_column_may_be_null(schema: TargetSchema, tmp_path: Path) -> None:
+    plan = _plan(schema, MESSAGES, orphans="set_null")
+    data = _messages([(rid(101), U1, U_GONE, "hi", "t"), (rid(102), U_GONE, U1, "yo", "f"),
+                      (rid(103), U2, None, "ok", None)])
+    staged = stage_table_batch(plan, data, 0)
+    out = finish_batch(plan, staged, TypePolicy(), _profiles_ctx(tmp_path), TableState())
+    assert out.to_pylist() == [
+        {"id": rid(101), "sender_id": U1, "recipient_id": None, "content": "hi", "is_read": 1},
+        {"id": rid(103), "sender_id": U2, "recipient_id": None, "content": "ok", "is_read": 0},
+    ]
+    assert out.schema.field("is_read").type == pa.int64()
+    assert [(staged.keys[i], e[0], e[1]) for i, e in staged.errors.items()] == [(rid(102), "orphan", "sender_id")]
+    assert staged.notes["recipient_id:orphan_set_null"] == 1
+    assert staged.notes["is_read:default_filled"] == 1
+
+
+def test_orphan_policy_per_column(schema: TargetSchema, tmp_path: Path) -> None:
+    plan = _plan(schema, MESSAGES, orphans={"recipient_id": "reject"})
+    staged = stage_table_batch(plan, _messages([(rid(101), U1, U_GONE, "hi", "t")]), 0)
+    assert finish_batch(plan, staged, TypePolicy(), _profiles_ctx(tmp_path), TableState()).num_rows == 0
+    assert next(iter(staged.errors.values()))[:2] == ("orphan", "recipient_id")
+
+
+def test_filters_take_rows_out_without_rejecting_them(schema: TargetSchema, tmp_path: Path) -> None:
+    plan = _plan(schema, MESSAGES, filter=[{"column": "content", "op": "ne", "value": "spam"}])
+    data = _messages([(rid(101), U1, None, "spam", "t"), (rid(102), U_GONE, None, "spam", "t"),
+                      (rid(103), U1, None, "hi", "t")])
+    staged = stage_table_batch(plan, data, 0)
+    out = finish_batch(plan, staged, TypePolicy(), _profiles_ctx(tmp_path), TableState())
+    assert out.column("id").to_pylist() == [rid(103)]
+    assert set(staged.filtered) == {0, 1} and not staged.errors
+    assert staged.filtered[0] == "filter content ne spam"
+
+
+def test_defaults_fill_target_columns_the_source_lacks(schema: TargetSchema, tmp_path: Path) -> None:
+    editors = TableInfo("public", "editors", (Column("id", "uuid"), Column("email", "text"),
+                                              Column("hourly_rate", "numeric(10,2)")), ("id",))
+    plan = _plan(schema, editors, defaults={"full_name": "Unknown editor"})
+    data = pa.table({"id": [rid(201), rid(202)], "email": ["a@x", None], "hourly_rate": ["0.10", "NaN"]})
+    staged = stage_table_batch(plan, data, 0)
+    out = finish_batch(plan, staged, TypePolicy(), _ctx(tmp_path), TableState())
+    rows = out.to_pylist()
+    assert [r["id"] for r in rows] == [rid(201)]
+    assert rows[0]["full_name"] == "Unknown editor" and rows[0]["hourly_rate"] == 0.1
+    assert "employment_type" not in rows[0]  # not inserted: the target's own DEFAULT applies at load
+    (err,) = staged.errors.values()
+    assert err[0] in ("missing_required", "invalid_value")
