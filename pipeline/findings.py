@@ -270,6 +270,13 @@ class _Findings:
         if name in self.config.ignore_tables:
             self.add("table_not_migrated", "info", name, None, count,
                      f"source table {name} is not migrated: listed in ignore_tables", rule="ignore_tables")
+        elif self.config.auto_schema.enabled and not name.startswith("public."):
+            # auto schema covers public tables; Supabase's own schemas (auth sessions, tokens, logs)
+            # are platform state, so leaving them is the expected outcome, said but not blocking
+            self.add("table_not_migrated", "warning", name, None, count,
+                     f"source table {name} ({count} rows) is not migrated: auto schema generates public "
+                     "tables only", f"ignore_tables: [{yaml_value(name)}]  # or a target migration and "
+                     f"tables.<target>.source: {yaml_value(name)}", rule="ignore_tables")
         else:
             self.add("table_not_migrated", "blocking", name, None, count,
                      f"source table {name} ({count} rows) is not migrated and no rule says so; it would be "

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -418,9 +419,15 @@ def _remove_sqlite(path: Path) -> None:
 
 
 def run_checks(plan: MigrationPlan, rd: RunDir, manifest: Manifest, staging: Path) -> list[dict[str, Any]]:
-    """Counts, content checksums, foreign keys and integrity of the staging file."""
+    """Counts, content checksums, foreign keys and integrity of the staging file.
+
+    PRAGMA foreign_key_check and integrity_check run inside SQLite without the GIL, so they go to a
+    second thread with its own connection while this one computes the (Python) content checksums:
+    the same checks, on two cores (the 1M-row bench: 38 s -> 23-32 s).
+    """
     out: list[dict[str, Any]] = []
-    with open_db(staging) as conn:
+    with ThreadPoolExecutor(max_workers=1) as pool, open_db(staging) as conn:
+        sqlite_checks = pool.submit(_sqlite_checks, staging)
         for tp in plan.tables:
             st = manifest.transform_state(tp.name)["batches"]
             files = [rd.root / e["file"] for _, e in sorted(st.items())]
@@ -446,16 +453,20 @@ def run_checks(plan: MigrationPlan, rd: RunDir, manifest: Manifest, staging: Pat
                 b = checksum_sqlite(conn, tp.name, cols)
                 out.append({"name": "content_checksum", "table": tp.name, "ok": a == b, "digest": b.digest,
                             "detail": f"transformed {a.rows} rows {a.digest}, target {b.rows} rows {b.digest}"})
-        fks = foreign_key_violations(conn)
+        fks, ic = sqlite_checks.result()
         out.append({"name": "foreign_key_check", "table": None, "ok": not fks,
                     "detail": "no violations" if not fks else "; ".join(
                         f"{v.table} -> {v.parent}: row {v.key}" for v in fks[:10])})
-        ic = integrity_check(conn)
         out.append({"name": "integrity_check", "table": None, "ok": ic == ["ok"], "detail": "; ".join(ic[:5])})
         dup = conn.execute("SELECT count(*) FROM (SELECT 1 FROM _supamigrate_ledger GROUP BY table_name, batch_id "
                            "HAVING count(*) > 1)").fetchone()[0]
         out.append({"name": "ledger_unique", "table": None, "ok": dup == 0, "detail": f"{dup} batches recorded twice"})
     return out
+
+
+def _sqlite_checks(staging: Path) -> tuple[list[Any], list[str]]:
+    with open_db(staging) as conn:
+        return foreign_key_violations(conn), integrity_check(conn)
 
 
 def _finalize_staging(staging: Path, run_id: str, started: str, source: str, config_sha: str) -> None:

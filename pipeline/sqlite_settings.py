@@ -15,7 +15,7 @@ from pipeline.errors import TargetError
 
 APP_BUSY_TIMEOUT_MS = 5000
 APP_CACHE_SIZE_KIB = 65536
-BULK_CACHE_SIZE_KIB = 262144
+BULK_CACHE_SIZE_KIB = 65536  # 256 MB cost 190 MB of RSS and no speed: inserts arrive in key order
 
 
 def _is_file_database(conn: sqlite3.Connection) -> bool:
@@ -53,7 +53,7 @@ def apply_app_pragmas(conn: sqlite3.Connection) -> None:
 
 def apply_bulk_load_pragmas(conn: sqlite3.Connection) -> None:
     """Settings for the run's staging file, which nobody else reads while we load it: no fsync per
-    commit, no foreign-key checks per row (the checks stage verifies them in one pass), a 256 MB cache."""
+    commit, no foreign-key checks per row (the checks stage verifies them in one pass), a 64 MB cache."""
     _set_foreign_keys(conn, False)
     _set_journal_wal(conn)
     conn.execute("PRAGMA synchronous = OFF")

@@ -260,7 +260,8 @@ def finish_batch(
         arr = out[col]
         if fk.parent == target.name:
             assert state.self_ok is not None
-            parent_set = pa.array(sorted(state.self_ok.get(col, set())), arr.type)
+            # the closure keys rows by their text form; cast so an INTEGER key matches too
+            parent_set = pa.array(sorted(state.self_ok.get(col, set())), pa.string()).cast(arr.type)
         else:
             parent_set = ctx.accepted(fk.parent, fk.parent_columns[0]).cast(arr.type)
         present = pc.is_in(arr, value_set=parent_set).to_pylist()

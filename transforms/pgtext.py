@@ -541,9 +541,14 @@ def _dimensions(items: list[PgArrayItem], depth: int) -> list[int]:
     return dims
 
 
+# array_in / array_out treat only these as white space (scanner_isspace); str.isspace() would also
+# eat U+00A0 and other Unicode spaces, which Postgres prints unquoted as element text.
+_PG_SPACE = frozenset(" \t\n\r\v\f")
+
+
 def _parse_level(s: str, pos: int, delim: str) -> tuple[list[PgArrayItem], int]:
     n = len(s)
-    while pos < n and s[pos].isspace():
+    while pos < n and s[pos] in _PG_SPACE:
         pos += 1
     if pos >= n or s[pos] != "{":
         raise PgTextError("not a valid array literal: expected '{'")
@@ -552,7 +557,7 @@ def _parse_level(s: str, pos: int, delim: str) -> tuple[list[PgArrayItem], int]:
     expect_item = True
     first = True
     while True:
-        while pos < n and s[pos].isspace():
+        while pos < n and s[pos] in _PG_SPACE:
             pos += 1
         if pos >= n:
             raise PgTextError("not a valid array literal: unterminated")
@@ -609,7 +614,7 @@ def _parse_level(s: str, pos: int, delim: str) -> tuple[list[PgArrayItem], int]:
                 if c in '{"':
                     raise PgTextError("not a valid array literal: unexpected character")
                 buf.append(c)
-                trailing_ws = trailing_ws + 1 if c.isspace() else 0
+                trailing_ws = trailing_ws + 1 if c in _PG_SPACE else 0
                 pos += 1
             if not buf:
                 raise PgTextError("not a valid array literal: missing element")
@@ -630,7 +635,7 @@ def format_pg_array(items: list[PgArrayItem], delimiter: str = ",") -> str:
             v == ""
             or v.upper() == "NULL"
             or any(c in v for c in ('{', '}', '"', "\\", delimiter))
-            or any(c.isspace() for c in v)
+            or any(c in _PG_SPACE for c in v)
         ):
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return v

@@ -229,7 +229,7 @@ class _Rules:
     def out_of_range(self, s: str, exc: PgOutOfRange) -> str:
         """BC or a year past 9999: keep the Postgres text when the policy says so, else reject."""
         if self.policy.out_of_range != "keep":
-            raise _Reject(f"{exc} (out_of_range policy reject)")
+            raise _Reject(str(exc))
         self.notes["out_of_range_kept"] += 1
         return s
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pipeline.runner import RunOutcome, dry_run
 from tests.support.postgres import ENV_REQUIRE, throwaway_database
@@ -111,10 +112,16 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def blocked_run(chromium: str, pg_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunOutcome]:
+    """The shipped config minus the messages orphan rule, so the page has a blocking finding to show."""
     tmp = tmp_path_factory.mktemp("browser")
+    data = yaml.safe_load(CONFIG.read_text())
+    del data["tables"]["messages"]["orphans"]
+    data["target"]["migrations"] = str(ROOT / "target_schema")
+    config = tmp / "config.yaml"
+    config.write_text(yaml.safe_dump(data))
     with throwaway_database(pg_admin_dsn, prefix="smhtml") as dsn:
         load_xrozen_fixture(dsn)
-        yield dry_run(CONFIG, source=dsn, runs_dir=str(tmp / "runs"), target=str(tmp / "live" / "xrozen.db"))
+        yield dry_run(config, source=dsn, runs_dir=str(tmp / "runs"), target=str(tmp / "live" / "xrozen.db"))
 
 
 def test_rendered_report_has_one_chart_entry_per_table_and_every_finding(
