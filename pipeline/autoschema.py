@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline import surrogates
 from pipeline.config import Config, SourceConfig
 from pipeline.errors import ConfigError
 from pipeline.logs import get_logger
@@ -90,8 +91,14 @@ def _index_name(table: str, cols: Sequence[str], unique: bool) -> str:
     return f"{base}_{'key' if unique else 'idx'}"
 
 
-def table_ddl(table: TableInfo, name: str, *, strict: bool, fks: Sequence[_Fk], left_out: Sequence[str]) -> TableDDL:
-    """CREATE TABLE (+ indexes) for one source table; comments say what each column was in Postgres."""
+def table_ddl(table: TableInfo, name: str, *, strict: bool, fks: Sequence[_Fk], left_out: Sequence[str],
+              surrogate: str | None = None, integer_refs: dict[str, str] | None = None) -> TableDDL:
+    """CREATE TABLE (+ indexes) for one source table; comments say what each column was in Postgres.
+
+    `surrogate` names the column that keeps the uuid when the primary key becomes an integer;
+    `integer_refs` maps foreign key columns that hold a parent's integer key to that parent.
+    """
+    refs = integer_refs or {}
     cols = [c for c in table.columns if not c.generated]
     names = {c.name for c in cols}
     out = TableDDL(table, name, left_out=list(left_out))
@@ -101,13 +108,18 @@ def table_ddl(table: TableInfo, name: str, *, strict: bool, fks: Sequence[_Fk], 
     pk = tuple(table.primary_key)
     lines: list[str] = []
     for c in cols:
-        parts = [quote_ident(c.name), storage_class(c)]
+        is_key = surrogate is not None and c.name == pk[0]
+        parts = [quote_ident(c.name), "INTEGER" if is_key or c.name in refs else storage_class(c)]
         if not c.nullable or c.name in pk:
             parts.append("NOT NULL")
         kind, _ = classify(c.base_type or c.pg_type, is_enum=c.enum_values is not None)
         if kind == "enum" and c.enum_values:
             parts.append(f"CHECK ({quote_ident(c.name)} IN ({', '.join(_quote_text(v) for v in c.enum_values)}))")
-        lines.append("  " + " ".join(parts) + ",  -- " + c.pg_type.replace("\n", " "))
+        note = surrogates.key_comment(surrogate) if surrogate and is_key else (
+            surrogates.ref_comment(refs[c.name]) if c.name in refs else "")
+        lines.append("  " + " ".join(parts) + ",  -- " + c.pg_type.replace("\n", " ") + note)
+        if surrogate and is_key:
+            lines.append(surrogates.uuid_line(surrogate, c.name, quote_ident(surrogate)))
     constraints: list[str] = []
     if pk:
         constraints.append(f"PRIMARY KEY ({', '.join(quote_ident(k) for k in pk)})")
@@ -168,6 +180,7 @@ def plan_ddl(
     *,
     strict: bool = False,
     existing_sources: dict[str, str] | None = None,
+    surrogate_keys: bool = False,
 ) -> list[TableDDL]:
     """DDL for the chosen tables, parents first; foreign keys only where the parent is migrated.
 
@@ -213,6 +226,7 @@ def plan_ddl(
             if parent != t.name and parent in generated:
                 depends[t.name].add(parent)
             fks_of[t.name].append(_Fk(tuple(fk.columns), parent, tuple(fk.parent_columns)))
+    own, int_refs = surrogates.layout(chosen, schema, fks_of, left, enabled=surrogate_keys)
     indegree = {n: len(d) for n, d in depends.items()}
     children: dict[str, list[str]] = {n: [] for n in depends}
     for n, ds in depends.items():
@@ -228,7 +242,8 @@ def plan_ddl(
             indegree[c] -= 1
             if indegree[c] == 0:
                 heapq.heappush(ready, c)
-    return [table_ddl(generated[n], n, strict=strict, fks=fks_of[n], left_out=left[n]) for n in order]
+    return [table_ddl(generated[n], n, strict=strict, fks=fks_of[n], left_out=left[n], surrogate=own.get(n),
+                      integer_refs=int_refs.get(n)) for n in order]
 
 
 def _reserved(name: str) -> bool:
@@ -338,13 +353,15 @@ def generate_for_source(
     tables: Sequence[str] | None = None,
     strict: bool = False,
     config: Config | None = None,
+    surrogate_keys: bool = False,
 ) -> list[Path]:
     """Generate and write migrations for `src`'s unmigrated (or the listed) tables; returns new files."""
     migrations_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(migrations_dir / ".supamigrate-auto-schema.lock", f"migrations folder {migrations_dir}"):
         schema = load_target_schema(migrations_dir)
         chosen, fed = choose_tables(src.tables(), schema, tables=tables, config=config)
-        return write_migrations(plan_ddl(chosen, schema, strict=strict, existing_sources=fed), migrations_dir)
+        return write_migrations(plan_ddl(chosen, schema, strict=strict, existing_sources=fed,
+                                         surrogate_keys=surrogate_keys), migrations_dir)
 
 
 def generate_schema(
@@ -354,6 +371,7 @@ def generate_schema(
     tables: Sequence[str] | None = None,
     strict: bool = False,
     schemas: Sequence[str] = ("public", "auth"),
+    surrogate_keys: bool = False,
 ) -> list[Path]:
     """Library entry point: a source URI (or an open Source) in, new `NNN_auto_<table>.sql` files out.
 
@@ -362,14 +380,17 @@ def generate_schema(
     if isinstance(source, str):
         src = open_source(source, schemas=tuple(schemas))
         try:
-            return generate_for_source(src, Path(migrations_dir), tables=tables, strict=strict)
+            return generate_for_source(src, Path(migrations_dir), tables=tables, strict=strict,
+                                       surrogate_keys=surrogate_keys)
         finally:
             src.close()
-    return generate_for_source(source, Path(migrations_dir), tables=tables, strict=strict)
+    return generate_for_source(source, Path(migrations_dir), tables=tables, strict=strict,
+                               surrogate_keys=surrogate_keys)
 
 
 def generate_for_config(config: Config, src: Source, migrations_dir: Path) -> list[Path]:
     """What `run` does when auto_schema.enabled: the config's table choice, ignore_tables respected."""
     ac = config.auto_schema
     tables = None if ac.tables == "unmigrated" else list(ac.tables)
-    return generate_for_source(src, migrations_dir, tables=tables, strict=ac.strict, config=config)
+    return generate_for_source(src, migrations_dir, tables=tables, strict=ac.strict, config=config,
+                               surrogate_keys=ac.surrogate_keys)

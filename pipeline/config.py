@@ -86,6 +86,9 @@ class AutoSchemaConfig(_Model):
     strict: bool = Field(False, description="declare the generated tables STRICT")
     tables: Literal["unmigrated"] | list[str] = Field(
         "unmigrated", description="'unmigrated' (every public table no rule migrates) or a list of public tables")
+    surrogate_keys: bool = Field(
+        False, description="a single uuid primary key becomes INTEGER PRIMARY KEY (uuid kept in <key>_uuid); "
+                           "foreign keys to it hold the integer")
 
 
 FilterOp = Literal["is_null", "not_null", "eq", "ne", "in", "not_in"]

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from pipeline.config import Config, TableRule
 from pipeline.sources.base import Column, TableInfo
+from pipeline.surrogates import SurrogateSpec, detect
 from pipeline.target import TargetColumn, TargetSchema, TargetTable
 from transforms.types import UnsupportedConversion, convert_column
 
@@ -45,6 +46,7 @@ class TablePlan:
     source: TableInfo | None
     columns: list[ColumnMap] = field(default_factory=list)
     extra_sources: list[TableInfo] = field(default_factory=list)
+    surrogate: SurrogateSpec | None = None  # integer surrogate keys (pipeline/surrogates.py)
 
     @property
     def name(self) -> str:
@@ -134,7 +136,12 @@ def build_plan(config: Config, tables: list[TableInfo], schema: TargetSchema) ->
                 issues.append(PlanIssue("info", "target_without_source", tname, None,
                                         f"target table {tname} has no source table {src_name}; it stays empty"))
             continue
-        plans.append(_table_plan(tname, target, src, rule, issues, config))
+        spec = detect(target, src, rule, schema, issues)
+        # columns are planned on the uuid-space copy: the integers are the transform's last step
+        plans.append(_table_plan(tname, spec.work_target if spec and spec.work_target else target, src, rule,
+                                 issues, config))
+        if spec is not None:
+            plans[-1].target, plans[-1].surrogate = target, spec
     for unknown in sorted(set(config.tables) - set(schema.tables)):
         issues.append(PlanIssue("blocking", "unknown_target_table", unknown, None,
                                 f"tables.{unknown}: the target schema has no table {unknown}"))

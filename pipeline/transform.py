@@ -27,6 +27,7 @@ from pipeline.logs import get_logger
 from pipeline.plan import MigrationPlan, TablePlan
 from pipeline.runs import Manifest, RunDir, atomic_write_bytes, atomic_write_parquet, file_sha256
 from pipeline.sources.base import Column, TableInfo
+from pipeline.surrogates import KeyMap, working_plan
 from pipeline.target import StorageClass, TargetColumn
 from transforms.policy import TypePolicy
 from transforms.types import convert_column
@@ -366,22 +367,27 @@ def transform_table(
     """Transform every batch of one target table that is not already committed; return its totals."""
     policy = config.types.policy()
     tstate = manifest.transform_state(plan.name)
-    inputs, stage_fn = _inputs_and_stager(plan, config, run, manifest, ctx)
+    # integer surrogate keys: rows are decided on uuids, the integers go in just before the commit
+    work = working_plan(plan)
+    inputs, stage_fn = _inputs_and_stager(work, config, run, manifest, ctx)
+    keymap = KeyMap(plan, inputs, ctx) if plan.surrogate is not None else None
     valid_ids = {b.batch_id for b in inputs}
     if not _committed_batches_valid(run, manifest, plan.name, inputs):
         _reset_table(run, manifest, ctx, plan.name)
         tstate = manifest.transform_state(plan.name)
     state = TableState()
-    _rebuild_seen(plan, run, tstate, state)
+    _rebuild_seen(work, run, tstate, state, keymap.uuid_space if keymap is not None else pq.read_table)
     if any(fk.parent == plan.name for fk in plan.target.foreign_keys):
-        state.self_ok = _self_reference_closure(plan, inputs, stage_fn, policy, ctx)
+        state.self_ok = _self_reference_closure(work, inputs, stage_fn, policy, ctx)
     for b in inputs:
         if b.batch_id in tstate["batches"]:
             continue
         t0 = time.perf_counter()
         data = pq.read_table(b.extract_file)
         staged = stage_fn(b, data)
-        table = finish_batch(plan, staged, policy, ctx, state)
+        table = finish_batch(work, staged, policy, ctx, state)
+        if keymap is not None:
+            table = keymap.to_target(table)
         out_path = run.transform_dir(plan.name) / f"{b.batch_id}.parquet"
         digest = atomic_write_parquet(out_path, table)
         rej_rel = None
@@ -487,11 +493,12 @@ def _reset_table(run: RunDir, manifest: Manifest, ctx: TransformContext, table: 
     ctx.forget(table)
 
 
-def _rebuild_seen(plan: TablePlan, run: RunDir, tstate: dict[str, Any], state: TableState) -> None:
+def _rebuild_seen(plan: TablePlan, run: RunDir, tstate: dict[str, Any], state: TableState,
+                  read: Callable[[Path], pa.Table] = pq.read_table) -> None:
     target = plan.target
     uniques = [target.primary_key, *target.unique] if target.primary_key else list(target.unique)
     for _bid, entry in sorted(tstate["batches"].items()):
-        t = pq.read_table(run.root / entry["file"])
+        t = read(run.root / entry["file"])
         for cols in uniques:
             if not cols or any(c not in t.column_names for c in cols):
                 continue
