@@ -278,6 +278,36 @@ def config_check(config_path: str | None) -> None:
     click.echo(f"{config_path or 'config.yaml'}: ok")
 
 
+@config_group.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of config.yaml (the committed config.schema.json is generated from it)."""
+    from pipeline.config import config_json_schema
+
+    click.echo(json.dumps(config_json_schema(), indent=2, sort_keys=True))
+
+
+@main.command("init")
+@click.option("--source", "source_uri", required=True, help="postgresql://..., a dump file, or https://... (REST)")
+@click.option("--output", default="config.yaml", show_default=True, type=click.Path(dir_okay=False),
+              help="the config file to write")
+@click.option("--migrations", default="target_schema", show_default=True, type=click.Path(file_okay=False),
+              help="the target schema migrations to plan against (empty or missing: auto schema)")
+@click.option("--force", is_flag=True, help="overwrite an existing output file")
+@click.option("--no-probe", is_flag=True, help="decide from the catalog only; skip the dry run over the rows")
+@click.pass_obj
+def init_cmd(obj: _Ctx, source_uri: str, output: str, migrations: str, force: bool, no_probe: bool) -> None:
+    """Write a starter config.yaml for a source: every table, and each decision left as a comment."""
+    from pipeline.init import init_config, summarize
+
+    try:
+        path = init_config(source_uri, output=output, migrations_dir=migrations, force=force,
+                           probe=not no_probe, console=obj.console())
+    except SupamigrateError as exc:
+        _fail(exc)
+    for line in summarize(path):
+        click.echo(line)
+
+
 @main.command("verify-logins")
 @click.option("--config", "config_path", type=click.Path(), default=None, help="config file (default ./config.yaml)")
 @click.option("--target", default=None, help="SQLite file to check (default: target.path, or the newest run's)")

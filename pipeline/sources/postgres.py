@@ -304,6 +304,18 @@ class PostgresSource:
             ))
         return out
 
+    def count_rows(self, table: TableInfo) -> int:
+        """Rows the table holds in the current snapshot: the after-the-fact check once a dropped
+        connection forced a new snapshot (or a resume started one)."""
+        conn = self._connection()
+        try:
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table.schema, table.name))
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise self._lost(f"cannot count {table.qualified}", exc) from None
+        return int(row[0]) if row else 0
+
     # reading -------------------------------------------------------------------------------------
     def _copy_rows(self, query: sql.Composable, what: str) -> list[tuple[str | None, ...]]:
         """Run one bounded COPY and return its rows as text; nothing outlives the batch."""
