@@ -168,7 +168,8 @@ def test_extract_work_done_before_the_kill_is_kept(source: Source, tmp_path: Pat
 def test_changed_config_refuses_resume_naming_the_key_and_fresh_starts_over(source: Source, tmp_path: Path) -> None:
     runs, target = tmp_path / "runs", tmp_path / "app.db"
     config = write_config(tmp_path / "config.yaml")
-    killed = cli("run", *run_args(source, runs, target, config=config), env={"SUPAMIGRATE_KILL_AT": "transform.batch:3"})
+    killed = cli("run", *run_args(source, runs, target, config=config),
+                 env={"SUPAMIGRATE_KILL_AT": "transform.batch:3"})
     assert killed.returncode == -signal.SIGKILL
     write_config(config, **{"run.sample_keys": 7})
     refused = cli("resume", *run_args(source, runs, target, config=config))
@@ -203,7 +204,8 @@ def test_corrupted_checkpoint_is_detected_and_redone(source: Source, tmp_path: P
     folder = only_run(runs)
     victim = folder / "extract" / "public.messages" / "part-00002.parquet"
     data = bytearray(victim.read_bytes())
-    data[len(data) // 2: len(data) // 2 + 64] = b"\x00garbage written over a committed checkpoint\x00"[:64].ljust(64, b"!")
+    middle = len(data) // 2
+    data[middle: middle + 64] = b"garbage written over a committed checkpoint".ljust(64, b"!")
     victim.write_bytes(bytes(data))
     resumed = cli("resume", *run_args(source, runs, target))
     assert resumed.returncode == 0, resumed.stderr

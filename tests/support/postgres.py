@@ -30,7 +30,7 @@ class NoPostgres(RuntimeError):
 
 def _docker_available() -> bool:
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         docker.from_env().ping()
         return True
@@ -80,7 +80,7 @@ def postgres_server() -> Iterator[str]:
         yield dsn
         return
     if _docker_available():
-        from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
+        from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:15", driver=None) as pg:
             yield pg.get_connection_url()
