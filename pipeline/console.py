@@ -28,7 +28,8 @@ from rich.text import Text
 
 class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
+        # a table done in under a second gives rich no speed samples: use the measured rate then
+        speed = task.finished_speed or task.speed or task.fields.get("rate")
         return Text(f"{speed:,.0f} rows/s" if speed else "")
 
 
@@ -63,7 +64,7 @@ class StageProgress:
         if self.progress is None:
             self.console.line(f"{self.stage} {self.current}: {self.rows} rows in {secs:.2f}s ({rate:,.0f} rows/s)")
         elif self.task is not None:
-            self.progress.update(self.task, total=self.rows, completed=self.rows)
+            self.progress.update(self.task, total=self.rows, completed=self.rows, rate=rate)
         self.current = None
 
 

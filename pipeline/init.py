@@ -108,10 +108,7 @@ def init_config(
     draft_config = _draft_config(_PROBE_URI, tables, schema, "target_schema", kind)
     plan = build_plan(draft_config, tables, schema)
     draft = _Draft(written_uri, kind, tables, schema, plan, _relative(migrations, base), census)
-    if probe:
-        decisions = _probe(draft, open_uri, migrations, console)
-    else:
-        decisions = _static_decisions(draft, draft_config)
+    decisions = _probe(draft, open_uri, migrations, console) if probe else _static_decisions(draft, draft_config)
     text = render(draft, decisions)
     Config.model_validate(_yaml_load(text))  # valid as written (${ENV} references not expanded here)
     out.parent.mkdir(parents=True, exist_ok=True)
