@@ -63,6 +63,27 @@ def open_db(path: Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection, failure: str) -> Iterator[None]:
+    """One `BEGIN IMMEDIATE` transaction, committed whole or rolled back whole.
+
+    A SQLite error becomes a TargetError that starts with `failure`; anything else (a kill signal
+    turned exception, an interrupt) rolls back and propagates unchanged.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise TargetError(f"{failure}: {exc}") from None
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
 def prepare_staging(path: Path, migrations_dir: Path) -> None:
     with open_db(path) as conn:
         apply_bulk_load_pragmas(conn)
@@ -92,17 +113,11 @@ def defer_secondary_indexes(conn: sqlite3.Connection) -> list[str]:
         " AND tbl_name NOT LIKE '\\_supamigrate\\_%' ESCAPE '\\' ORDER BY name")]
     deferred = [(n, q) for n, t, q in found
                 if not any(r[1] == n and r[2] for r in conn.execute(f"PRAGMA index_list({quote(t)})"))]
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn, "deferring the secondary indexes failed"):
         conn.execute(DEFERRED_DDL)
         for name, ddl in deferred:
             conn.execute(f"DROP INDEX {quote(name)}")
             conn.execute("INSERT INTO _supamigrate_deferred_indexes (name, sql) VALUES (?, ?)", (name, ddl))
-        conn.execute("COMMIT")
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
     return [n for n, _ in deferred]
 
 
@@ -115,21 +130,12 @@ def restore_deferred_indexes(conn: sqlite3.Connection) -> list[str]:
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = '_supamigrate_deferred_indexes'").fetchone():
         return []
     conn.execute("PRAGMA temp_store = FILE")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn, "creating the deferred indexes failed"):
         rows = conn.execute("SELECT name, sql FROM _supamigrate_deferred_indexes ORDER BY name").fetchall()
         for _name, ddl in rows:
             conn.execute(ddl)
         conn.execute("DROP TABLE _supamigrate_deferred_indexes")
         faults.point("load.before_index_commit")
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        conn.execute("ROLLBACK")
-        raise TargetError(f"creating the deferred indexes failed: {exc}") from None
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
     return [str(r[0]) for r in rows]
 
 
@@ -183,8 +189,7 @@ def _load_batch(conn: sqlite3.Connection, table: str, batch_id: str, path: Path,
     names = pf.schema_arrow.names
     sql = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in names)}) VALUES ({', '.join('?' * len(names))})"
     n = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with immediate(conn, f"loading {table} batch {batch_id} failed"):
         for rb in pf.iter_batches(batch_size=50_000):
             cols = [c.to_pylist() for c in rb.columns]
             conn.executemany(sql, zip(*cols, strict=True))
@@ -194,14 +199,6 @@ def _load_batch(conn: sqlite3.Connection, table: str, batch_id: str, path: Path,
             (table, batch_id, n, sha256, utcnow_iso()),
         )
         faults.point("load.before_commit")
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        conn.execute("ROLLBACK")
-        raise TargetError(f"loading {table} batch {batch_id} failed: {exc}") from None
-    except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
-        raise
     return n
 
 
