@@ -23,6 +23,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from pipeline.errors import ConfigError, IntegrityError, TargetError
 
@@ -168,14 +169,15 @@ def rotate_backups(backup_dir: Path, prefix: str, keep: int, *, protect: Path | 
     return deleted
 
 
-def verify_backup(path: Path) -> VerifyResult:
-    """Open read-only and run `PRAGMA integrity_check`, then count rows per table and read the app's
-    `_migrations` versions, so a restore can show what it is about to bring back."""
+def verify_backup(path: Path, *, quick: bool = False) -> VerifyResult:
+    """Open read-only and run `PRAGMA integrity_check` (`quick_check` when quick), then count rows per
+    table and read the app's `_migrations` versions, so a restore can show what it is about to bring
+    back."""
     if not path.is_file():
         return VerifyResult(False, f"{path} does not exist")
     try:
         with _open_readonly(path) as conn:
-            rows = conn.execute("PRAGMA integrity_check").fetchall()
+            rows = conn.execute("PRAGMA quick_check" if quick else "PRAGMA integrity_check").fetchall()
             message = "; ".join(str(r[0]) for r in rows)
             if message != "ok":
                 return VerifyResult(False, message)
@@ -202,9 +204,21 @@ def create_backup(
     prefix: str | None = None,
     keep: int = 10,
     now: datetime | None = None,
+    verify: Literal["full", "quick"] = "full",
 ) -> Path:
     """Snapshot `db` into `<backup_dir>/<prefix>-backup-<time>.db`, verified before it is kept, then
-    rotate to the newest `keep`. The folder is created private (backups carry password hashes)."""
+    rotate to the newest `keep`. The folder is created private (backups carry password hashes).
+
+    verify="full" runs `integrity_check` on the copy. verify="quick" runs `quick_check` instead
+    (every page, b-tree, record and NOT NULL/CHECK, but not whether each index holds exactly its
+    table's rows): for a `db` that passed a full `integrity_check` just before, as a swapped-in
+    staging file has (the runner's checks; only a provenance row and ANALYZE's statistics are
+    written after them, by SQLite itself). The backup API copies pages byte for byte, so the
+    index contents it would cross-check are the ones already checked, and what a copy could damage
+    (truncated or torn pages, a broken b-tree) is what `quick_check` reads.
+    """
+    if verify not in ("full", "quick"):
+        raise ValueError(f"verify must be 'full' or 'quick', not {verify!r}")
     if keep < 1:
         raise ConfigError(f"backup keep must be at least 1, got {keep}")
     if not db.is_file():
@@ -228,7 +242,7 @@ def create_backup(
                 src.close()
         except sqlite3.Error as exc:
             raise TargetError(f"cannot back up {db}: {exc}") from exc
-        result = verify_backup(tmp)
+        result = verify_backup(tmp, quick=verify == "quick")
         if not result.ok:
             raise IntegrityError(f"the backup of {db} failed its integrity check: {result.integrity}")
         os.replace(tmp, final)

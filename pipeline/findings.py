@@ -111,6 +111,13 @@ def collect_findings(
               "a password reset",
               "set users.missing_hash: reset_token, or migrate from a database connection or a dump to keep "
               "the hashes", rule="users.missing_hash")
+    if report.get("snapshot_restarted"):
+        f.add("snapshot_restarted", "warning", None, None, 1,
+              "the extract continued in a newer source snapshot (a dropped connection was retried, a checkpoint "
+              "was redone or a half-read extract was resumed), so the tables are not one instant of the source; "
+              "each table's row count was verified against the source afterwards (checks: source_count)",
+              "pause writes to the source while migrating, or rerun with `supamigrate resume --fresh` "
+              "for one snapshot")
     f.checks()
     f.equations()
     return f.out

@@ -21,8 +21,10 @@ from pipeline import faults
 from pipeline.autoschema import generate_for_config
 from pipeline.backup import atomic_swap, create_backup
 from pipeline.checks import (
+    TableChecksum,
     checksum_parquet,
     checksum_sqlite,
+    combine_checksums,
     count_rows,
     foreign_key_violations,
     integrity_check,
@@ -238,17 +240,21 @@ def _execute(
                         f"cannot resume run {previous.data['run_id']}: changed since it started: "
                         + "; ".join(changes) + ". Use `supamigrate resume --fresh` to start over.")
                 previous = None
-        if previous is not None:
-            rd = RunDir(previous.path.parent)
-            manifest = previous
-            console.line(f"resuming run {rd.run_id}")
-            manifest.set("resumed", int(manifest.data.get("resumed") or 0) + 1)
-        else:
-            rd = RunDir.in_runs(runs_root, new_run_id()).create()
-            manifest = Manifest.create(rd.manifest_path, rd.run_id, fp)
-        if generated:
-            manifest.set("auto_schema", sorted({*manifest.data.get("auto_schema", []), *(p.name for p in generated)}))
+        rd = RunDir(previous.path.parent) if previous is not None else RunDir.in_runs(runs_root, new_run_id()).create()
+        # The lock comes before any write to the manifest: a second process that picked the same run
+        # must not overwrite the manifest its owner is committing batches to with an older copy.
         with file_lock(rd.lock_path, f"run folder {rd.root}"):
+            if previous is not None:
+                manifest = Manifest.load(previous.path)  # as its last owner left it, read under the lock
+                if manifest.data.get("status") == "succeeded":
+                    raise ConfigError(f"run {rd.run_id} succeeded meanwhile; nothing to resume")
+                console.line(f"resuming run {rd.run_id}")
+                manifest.set("resumed", int(manifest.data.get("resumed") or 0) + 1)
+            else:
+                manifest = Manifest.create(rd.manifest_path, rd.run_id, fp)
+            if generated:
+                manifest.set("auto_schema",
+                              sorted({*manifest.data.get("auto_schema", []), *(p.name for p in generated)}))
             open_run_log(rd.log_path)
             try:
                 return _stages(config, base, src, src_uri, rd, manifest, migrations_dir, is_dry, console)
@@ -304,6 +310,9 @@ def _stages(
             # extract
             t0 = time.perf_counter()
             rows = 0
+            # which process's snapshot read which rows decides what a source count proves (_source_counts)
+            read_before = any(manifest.extract_state(n)["batches"] for n in plan.source_tables())
+            done_before = all(manifest.extract_state(n)["done"] for n in plan.source_tables())
             with console.stage("extract") as bar:
                 for name in plan.source_tables():
                     info = by_name[name]
@@ -315,7 +324,7 @@ def _stages(
                         report.setdefault("redone_checkpoints", []).extend(redone)
                     if retries:
                         report.setdefault("retries", {})[name] = retries
-            source_checks = _source_counts(src, plan, by_name, manifest, report)
+            source_checks = _source_counts(src, plan, by_name, manifest, report, read_before, done_before)
             stages.append(_stage("extract", t0, rows))
             # transform
             t0 = time.perf_counter()
@@ -376,8 +385,11 @@ def _stages(
                     conn.execute("PRAGMA journal_mode=WAL")
                 faults.point("swap.after_rename")
                 if bk.enabled:
+                    # the file passed integrity_check in run_checks; since then only the provenance row
+                    # and ANALYZE's statistics were written, so a page copy of it needs quick_check only
                     report["target"]["backup_after"] = str(
-                        create_backup(target, backup_dir=bdir, prefix=bk.prefix, keep=bk.keep))
+                        create_backup(target, backup_dir=bdir, prefix=bk.prefix, keep=bk.keep,
+                                      verify="quick"))
                 stages.append(_stage("swap", t0, 0))
         report["sample_rejects"] = sample_rejects(rd.root, plan)
         report["findings"] = collect_findings(plan, totals, report, config, rd.root)
@@ -410,24 +422,35 @@ def _stages(
 
 
 def _source_counts(src: Source, plan: MigrationPlan, by_name: dict[str, Any], manifest: Manifest,
-                   report: dict[str, Any]) -> list[dict[str, Any]]:
+                   report: dict[str, Any], read_before: bool, done_before: bool) -> list[dict[str, Any]]:
     """Compare extracted rows with the live source's own count.
 
-    One snapshot covers an uninterrupted extract, but a reconnect after a dropped connection, or a
-    resume in a new process, reads the rest of a table in a newer snapshot; then the counts are
-    verified after the fact, and a difference stops the run before anything is swapped in.
+    One snapshot covers an uninterrupted extract, but a reconnect after a dropped connection, a redone
+    checkpoint, or a resume in a new process that continues a half-read extract, reads the rest in a
+    newer snapshot; then the counts are verified after the fact, and a difference stops the run before
+    anything is swapped in. The verdict is kept in the manifest: when an earlier process read every
+    row, counting now would compare that snapshot with a newer state of a live source (a spurious
+    failure for any resume after the extract), so the counts that process verified stand, failed
+    ones included.
     """
     counter = getattr(src, "count_rows", None)
     if not callable(counter):
         return []
-    if report.get("retries") or manifest.data.get("resumed"):
+    restarted = bool(report.get("retries") or report.get("redone_checkpoints")) or (read_before and not done_before)
+    if restarted and not manifest.data.get("snapshot_restarted"):
+        manifest.set("snapshot_restarted", True)
+    if manifest.data.get("snapshot_restarted"):
         report["snapshot_restarted"] = True
+    kept = manifest.data.get("source_counts")
+    if done_before and not restarted and kept is not None:
+        return [dict(c) for c in kept]
     out = []
     for name in plan.source_tables():
         now = int(counter(by_name[name]))
         got = int(manifest.extract_state(name)["rows"])
         out.append({"name": "source_count", "table": name, "ok": now == got,
                     "detail": f"the source holds {now} rows, {got} were extracted"})
+    manifest.set("source_counts", out)
     return out
 
 
@@ -446,12 +469,14 @@ def run_checks(plan: MigrationPlan, rd: RunDir, manifest: Manifest, staging: Pat
     """Counts, content checksums, foreign keys and integrity of the staging file.
 
     PRAGMA foreign_key_check and integrity_check run inside SQLite without the GIL, so they go to a
-    second thread with its own connection while this one computes the (Python) content checksums:
-    the same checks, on two cores (the 1M-row bench: 38 s -> 23-32 s).
+    thread each, with their own connections, while this one computes the (Python) SQLite-side
+    content checksums: the same checks, spread over the cores (the 1M-row bench: 38 s -> 23-32 s
+    with both pragmas on one thread, which then was the longest path).
     """
     out: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=1) as pool, open_db(staging) as conn:
-        sqlite_checks = pool.submit(_sqlite_checks, staging)
+    with ThreadPoolExecutor(max_workers=2) as pool, open_db(staging) as conn:
+        integrity = pool.submit(_sqlite_integrity, staging)
+        fk_check = pool.submit(_sqlite_fks, staging)
         for tp in plan.tables:
             st = manifest.transform_state(tp.name)["batches"]
             files = [rd.root / e["file"] for _, e in sorted(st.items())]
@@ -473,11 +498,11 @@ def run_checks(plan: MigrationPlan, rd: RunDir, manifest: Manifest, staging: Pat
                 import pyarrow.parquet as pq
 
                 cols = pq.ParquetFile(files[0]).schema_arrow.names
-                a = checksum_parquet(files, cols)
+                a = _transformed_checksum(st, files, cols)
                 b = checksum_sqlite(conn, tp.name, cols)
                 out.append({"name": "content_checksum", "table": tp.name, "ok": a == b, "digest": b.digest,
                             "detail": f"transformed {a.rows} rows {a.digest}, target {b.rows} rows {b.digest}"})
-        fks, ic = sqlite_checks.result()
+        fks, ic = fk_check.result(), integrity.result()
         out.append({"name": "foreign_key_check", "table": None, "ok": not fks,
                     "detail": "no violations" if not fks else "; ".join(
                         f"{v.table} -> {v.parent}: row {v.key}" for v in fks[:10])})
@@ -488,9 +513,25 @@ def run_checks(plan: MigrationPlan, rd: RunDir, manifest: Manifest, staging: Pat
     return out
 
 
-def _sqlite_checks(staging: Path) -> tuple[list[Any], list[str]]:
+def _transformed_checksum(batches: dict[str, Any], files: list[Path], cols: list[str]) -> TableChecksum:
+    """The transformed side's content checksum: the per-batch checksums the transform computed from
+    the very Arrow tables it committed (their files are sha256-verified before any reuse), summed;
+    the Parquet files are read back only when a batch lacks one (manifests from older versions) or
+    was checksummed over other columns."""
+    stored = [e.get("checksum") for _, e in sorted(batches.items())]
+    if all(c is not None and list(c["columns"]) == list(cols) for c in stored):
+        return combine_checksums(TableChecksum(rows=int(c["rows"]), digest=str(c["digest"])) for c in stored)
+    return checksum_parquet(files, cols)
+
+
+def _sqlite_integrity(staging: Path) -> list[str]:
     with open_db(staging) as conn:
-        return foreign_key_violations(conn), integrity_check(conn)
+        return integrity_check(conn)
+
+
+def _sqlite_fks(staging: Path) -> list[Any]:
+    with open_db(staging) as conn:
+        return foreign_key_violations(conn)
 
 
 def _finalize_staging(staging: Path, run_id: str, started: str, source: str, config_sha: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -226,46 +227,67 @@ def _pid_alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def file_lock(path: Path, what: str) -> Iterator[None]:
-    """An exclusive lock file holding pid and host; a lock whose process is gone is stale and cleared.
+    """An exclusive lock file that names its holder (pid, host, since); a stale one is cleared.
 
-    O_EXCL creation is atomic, so two processes cannot both take the lock; a lock left by a killed
-    process on this host is detected by its pid and removed.
+    The kernel lock (flock) on the file is what excludes: it dies with its process however that
+    process dies, so two takers can never both get it, not even two that find the same stale lock at
+    once (deleting a stale file by its name, as a pid check alone must, can delete a lock a third
+    process has just taken). The pid and host in the file name the holder in the refusal, and still
+    refuse a holder that is alive or on another host (a process that does not flock, a network folder).
+    The name is removed before the kernel lock is dropped, so a taker checks it locked the file that
+    still bears the name.
     """
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow_iso()}
-    for _attempt in range(2):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            try:
-                holder = json.loads(path.read_text() or "{}")
-            except (OSError, json.JSONDecodeError):
-                holder = {}
-            pid = int(holder.get("pid") or 0)
-            same_host = holder.get("host") == me["host"]
-            if same_host and pid and not _pid_alive(pid):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                continue
-            if not holder:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                continue
-            raise TargetError(
-                f"{what} is locked by process {pid} on {holder.get('host')} since {holder.get('since')}; "
-                f"wait for it to finish (or remove {path} if that process is gone)"
-            ) from None
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
-            f.flush()
-            os.fsync(f.fileno())
-        break
-    else:  # pragma: no cover - only reachable if the stale lock reappears between attempts
-        raise TargetError(f"could not take the lock {path}")
+    fd = _take_lock(path, what, me)
     try:
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        os.close(fd)
+
+
+def _take_lock(path: Path, what: str, me: dict[str, Any]) -> int:
+    for _attempt in range(100):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise TargetError(_locked(what, holder, path)) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # its holder released it (unlinked the name) between our open and our flock
+            os.close(fd)
+            continue
+        holder = _lock_holder(fd)
+        pid = int(holder.get("pid") or 0)
+        foreign = holder and (holder.get("host") != me["host"] or (pid and pid != me["pid"] and _pid_alive(pid)))
+        if foreign:
+            os.close(fd)
+            raise TargetError(_locked(what, holder, path))
+        # empty (a taker died before writing), or a dead process's: stale, and now ours
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        os.fsync(fd)
+        return fd
+    raise TargetError(f"could not take the lock {path}: it is released and retaken too fast")  # pragma: no cover
+
+
+def _lock_holder(fd: int) -> dict[str, Any]:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _locked(what: str, holder: dict[str, Any], path: Path) -> str:
+    return (f"{what} is locked by process {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}; "
+            f"wait for it to finish (or remove {path} if that process is gone)")
 
 
 def target_lock_path(target: Path) -> Path:

@@ -142,6 +142,7 @@ class PostgresSource:
         self.schemas = schemas
         self.connect_timeout = connect_timeout
         self.snapshot_id: str | None = None
+        self.reconnects = 0
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._identity: dict[str, str] | None = None
         self._tables: list[TableInfo] | None = None
@@ -154,10 +155,14 @@ class PostgresSource:
     def _connection(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is not None and not self._conn.closed:
             return self._conn
+        # Once a session existed, failing to get another one (a server restarting, a failover) is worth
+        # a retry; a first connection that fails is a wrong DSN or an unreachable host, reported at once.
+        again = self._identity is not None
         try:
             conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self.connect_timeout)
         except psycopg.Error as exc:
-            raise SourceError(
+            kind = TransientSourceError if again and isinstance(exc, psycopg.OperationalError) else SourceError
+            raise kind(
                 f"cannot connect to {self.display_name}: {_scrub(str(exc), self._dsn)}"
             ) from None
         try:
@@ -171,11 +176,17 @@ class PostgresSource:
                 " pg_catalog.txid_snapshot_xmin(pg_catalog.txid_current_snapshot())::text"
             ).fetchone()
         except psycopg.Error as exc:
+            closed = conn.closed
             conn.close()
-            raise SourceError(
+            lost = again and (closed or isinstance(exc, psycopg.OperationalError))
+            raise (TransientSourceError if lost else SourceError)(
                 f"cannot start a snapshot on {self.display_name}: {_scrub(str(exc), self._dsn)}"
             ) from None
         assert row is not None
+        if again and self._identity is not None and self._identity["system_identifier"] != system_id:
+            conn.close()
+            raise SourceError(f"{self.display_name} is another server since the reconnect (system identifier "
+                              f"{system_id}, was {self._identity['system_identifier']}); start over with --fresh")
         self._identity = {
             "kind": self.kind,
             "system_identifier": system_id,
@@ -249,6 +260,19 @@ class PostgresSource:
         if table.primary_key:
             return self._read_keyset(table, batch_rows, resume_token)
         return self._read_ctid(table, batch_rows, resume_token)
+
+    def reconnect(self) -> None:
+        """Drop a broken session and open a new one for the retry (pipeline.extract calls this).
+
+        The old snapshot died with its session (an exported snapshot lives only as long as its
+        transaction), so reading continues from the last committed key in a newer one; the run
+        records that and verifies each table's count afterwards. A failed attempt is left to the next
+        read, which raises TransientSourceError into the same bounded retry.
+        """
+        self.close()
+        self.reconnects += 1
+        with contextlib.suppress(TransientSourceError):
+            self._connection()
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

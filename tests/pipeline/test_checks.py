@@ -369,3 +369,49 @@ def test_check_result_dict_is_redacted() -> None:
     assert secret_hash not in as_dict["detail"]
     assert "hunter2" not in as_dict["detail"]
     assert as_dict["name"] == "foreign_keys" and as_dict["ok"] is False
+
+
+def _reference_digest(values: Sequence[object]) -> int:
+    """The encoding as first written (one _encode_field per value), to pin the fast paths to it."""
+    import hashlib
+
+    from pipeline.checks import _encode_field
+
+    encoded = b"".join(_encode_field(v) for v in values)
+    return int.from_bytes(hashlib.blake2b(encoded, digest_size=8).digest(), "big")
+
+
+def test_fast_paths_keep_the_encoding(tmp_path: Path) -> None:
+    from pipeline.checks import checksum_arrow
+
+    rows = typed_rows() + [(str(i), random.Random(i).randint(-(2**63), 2**63 - 1), None, "é" * i, None)
+                           for i in range(300)]
+    expected = sum(_reference_digest(r) for r in rows) % (1 << 64)
+    assert all(row_digest(r) == _reference_digest(r) for r in rows)
+    assert int(checksum_rows(rows).digest, 16) == expected
+    table = pa.Table.from_pylist([dict(zip(COLUMNS, r, strict=True)) for r in rows], schema=SCHEMA)
+    assert int(checksum_arrow(table, COLUMNS).digest, 16) == expected
+    large = table.cast(pa.schema([("id", pa.large_string()), ("n", pa.int64()), ("amount", pa.float64()),
+                                  ("note", pa.large_string()), ("payload", pa.large_binary())]))
+    assert checksum_arrow(large, COLUMNS) == checksum_arrow(table, COLUMNS)
+    flags = pa.table({"b": pa.array([True, False, None])})
+    assert checksum_arrow(flags, ["b"]) == checksum_rows([(True,), (False,), (None,)]) == checksum_rows(
+        [(1,), (0,), (None,)])
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE m (a, b)")  # no affinity: a column may mix storage classes
+    mixed = [(1, "1"), ("1", 1), (1.5, b"x"), (None, None), ("z", 2**40)]
+    conn.executemany("INSERT INTO m VALUES (?, ?)", mixed)
+    assert checksum_sqlite(conn, "m", ("a", "b")) == checksum_rows(mixed)
+
+
+def test_run_checks_use_stored_batch_checksums_or_read_the_files(tmp_path: Path) -> None:
+    from pipeline.runner import _transformed_checksum
+
+    rows = typed_rows()
+    path = write_parquet(tmp_path / "p.parquet", rows)
+    true = checksum_parquet([path], COLUMNS)
+    stored = {"b1": {"checksum": {"columns": list(COLUMNS), "rows": 1, "digest": "00000000000000ff"}}}
+    assert _transformed_checksum(stored, [path], list(COLUMNS)) == TableChecksum(1, "00000000000000ff")
+    assert _transformed_checksum({"b1": {}}, [path], list(COLUMNS)) == true  # an older manifest
+    other = {"b1": {"checksum": {"columns": ["id"], "rows": 1, "digest": "00000000000000ff"}}}
+    assert _transformed_checksum(other, [path], list(COLUMNS)) == true

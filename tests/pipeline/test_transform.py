@@ -167,3 +167,15 @@ def test_defaults_fill_target_columns_the_source_lacks(schema: TargetSchema, tmp
     assert "employment_type" not in rows[0]  # not inserted: the target's own DEFAULT applies at load
     (err,) = staged.errors.values()
     assert err[0] in ("missing_required", "invalid_value")
+
+
+def test_seen_values_name_the_first_row() -> None:
+    from pipeline.transform import SeenValues
+
+    seen = SeenValues()
+    seen.add("u1", "u1")
+    seen.add("a@x", "u2")
+    seen.add(("p", 1), "(p, 1)")
+    seen.add("u1", "u9")  # the first row stays
+    assert seen.first("u1") == "u1" and seen.first("a@x") == "u2" and seen.first(("p", 1)) == "(p, 1)"
+    assert seen.first("u2") is None and seen.first(("p", 2)) is None and len(seen) == 3
