@@ -190,7 +190,7 @@ def _load_batch(conn: sqlite3.Connection, table: str, batch_id: str, path: Path,
     sql = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in names)}) VALUES ({', '.join('?' * len(names))})"
     n = 0
     with immediate(conn, f"loading {table} batch {batch_id} failed"):
-        for rb in pf.iter_batches(batch_size=50_000):
+        for rb in pf.iter_batches(batch_size=4096):
             cols = [c.to_pylist() for c in rb.columns]
             conn.executemany(sql, zip(*cols, strict=True))
             n += rb.num_rows

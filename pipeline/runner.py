@@ -38,6 +38,7 @@ from pipeline.identities import identity_providers
 from pipeline.load import StaleStaging, load_all, open_db
 from pipeline.logins import logins_gate
 from pipeline.logs import close_run_log, get_logger, open_run_log
+from pipeline.memory import prefer_returning_allocator, release_memory
 from pipeline.migrations import schema_checksum
 from pipeline.plan import MigrationPlan, build_plan
 from pipeline.redact import redact_dsn
@@ -217,6 +218,7 @@ def _execute(
 ) -> RunOutcome:
     config, base = _resolve(config_path, source, target, runs_dir)
     console = console or Console.quiet()
+    prefer_returning_allocator()
     runs_root = _abs(base, config.run.runs_dir)
     migrations_dir = _abs(base, config.target.migrations)
     src_uri = config.source.uri
@@ -326,11 +328,13 @@ def _stages(
                         report.setdefault("retries", {})[name] = retries
             source_checks = _source_counts(src, plan, by_name, manifest, report, read_before, done_before)
             stages.append(_stage("extract", t0, rows))
+            release_memory()
             # transform
             t0 = time.perf_counter()
             with console.stage("transform") as bar:
                 totals = transform_all(plan, config, rd, manifest, progress=bar.advance, should_stop=stop)
             stages.append(_stage("transform", t0, sum(t["source_rows"] for t in totals.values())))
+            release_memory()
             report["auth"] = auth_census(plan, config, rd, manifest, identity_providers(src, by_name))
             # load
             staging = rd.staging_dir / (("dry-run-" if is_dry else "") + target.name)
@@ -346,6 +350,7 @@ def _stages(
                     loaded = load_all(plan, rd, manifest, staging, migrations_dir, progress=bar.advance,
                                       should_stop=stop)
             stages.append(_stage("load", t0, int(sum(v["rows"] for v in loaded.values()))))
+            release_memory()
             # checks
             t0 = time.perf_counter()
             checks = source_checks + run_checks(plan, rd, manifest, staging)

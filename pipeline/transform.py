@@ -25,6 +25,7 @@ from pipeline.checks import checksum_arrow
 from pipeline.config import REJECT, Config, RowFilter
 from pipeline.errors import Interrupted, SourceError
 from pipeline.logs import get_logger
+from pipeline.memory import release_memory
 from pipeline.plan import MigrationPlan, TablePlan
 from pipeline.runs import Manifest, RunDir, atomic_write_bytes, atomic_write_parquet, file_sha256
 from pipeline.sources.base import Column, TableInfo
@@ -249,11 +250,61 @@ class SeenValues:
             self._other[value] = row
 
 
+class UniqueGuard:
+    """What one unique constraint has taken so far, in memory that need not grow with the table.
+
+    Tables are extracted in primary-key order, so a key column usually arrives strictly increasing:
+    then no value can repeat, and the largest one is all there is to keep. Only when a batch breaks
+    the order (or the column is not text or integer) are the values taken so far read back from the
+    committed batches (`reload`) into a `SeenValues`, which is exact and from then on grows with the
+    table. Without a `reload` the guard keeps every value from the start.
+    """
+
+    __slots__ = ("_last", "_reload", "_seen")
+
+    def __init__(self, reload: Callable[[], SeenValues] | None = None) -> None:
+        self._reload = reload
+        self._last: Any = None
+        self._seen: SeenValues | None = None if reload is not None else SeenValues()
+
+    @property
+    def ordered(self) -> bool:
+        return self._seen is None
+
+    def extend_in_order(self, values: pa.Array) -> bool:
+        """Take non-null values if each is greater than every value taken so far; False when not.
+
+        Arrow compares text by UTF-8 bytes and Python by code points: the same order.
+        """
+        if self._seen is not None:
+            return False
+        t = values.type
+        if not (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)):
+            return False
+        values = values.drop_null()
+        n = len(values)
+        if n == 0:
+            return True
+        if self._last is not None and not values[0].as_py() > self._last:
+            return False
+        if n > 1 and not pc.all(pc.greater(values.slice(1), values.slice(0, n - 1))).as_py():
+            return False
+        self._last = values[n - 1].as_py()
+        return True
+
+    def values(self) -> SeenValues:
+        """Every value taken so far, each with the row that took it (leaves the ordered mode)."""
+        if self._seen is None:
+            assert self._reload is not None
+            self._seen = self._reload()
+        return self._seen
+
+
 @dataclass
 class TableState:
-    """Per-table memory across batches: unique values seen so far (rebuilt from files on resume)."""
+    """Per-table memory across batches: the unique constraints' guards (rebuilt from files on resume)."""
 
-    seen: dict[tuple[str, ...], SeenValues] = field(default_factory=dict)
+    seen: dict[tuple[str, ...], UniqueGuard] = field(default_factory=dict)
     self_ok: dict[str, set[str]] | None = None
 
 
@@ -334,7 +385,12 @@ def finish_batch(
     for cols in uniques:
         if not cols or any(c not in out for c in cols):
             continue
-        seen = state.seen.setdefault(tuple(cols), SeenValues())
+        guard = state.seen.setdefault(tuple(cols), UniqueGuard())
+        if len(cols) == 1 and guard.ordered:
+            live = pa.array([i not in staged.errors and i not in staged.filtered for i in range(n)], pa.bool_())
+            if guard.extend_in_order(out[cols[0]].filter(live)):
+                continue
+        seen = guard.values()
         lists = [out[c].to_pylist() for c in cols]
         taken: Iterator[Any] = iter(lists[0]) if len(cols) == 1 else zip(*lists, strict=True)
         for i, value in enumerate(taken):
@@ -360,13 +416,15 @@ def finish_batch(
 def _rejects_lines(plan: TablePlan, staged: Staged, source_table: str) -> bytes:
     if not staged.errors:
         return b""
-    rows = staged.raw if staged.raw is not None else staged.raw_table.to_pylist()
+    order = sorted(staged.errors)
+    # only the rejected rows become Python dicts, not the whole batch
+    rows = [staged.raw[i] for i in order] if staged.raw is not None else staged.raw_table.take(order).to_pylist()
     lines = []
-    for i in sorted(staged.errors):
+    for i, row in zip(order, rows, strict=True):
         code, column, reason = staged.errors[i]
         lines.append(json.dumps({
             "table": plan.name, "source_table": source_table, "key": staged.keys[i], "column": column,
-            "code": code, "reason": reason, "row": rows[i],
+            "code": code, "reason": reason, "row": row,
         }, ensure_ascii=False, default=str))
     return ("\n".join(lines) + "\n").encode()
 
@@ -544,22 +602,50 @@ def _reset_table(run: RunDir, manifest: Manifest, ctx: TransformContext, table: 
 
 def _rebuild_seen(plan: TablePlan, run: RunDir, tstate: dict[str, Any], state: TableState,
                   read: Callable[[Path], pa.Table] = pq.read_table) -> None:
+    """Guards for the table's unique constraints that know the batches committed before (a resume).
+
+    A single-column constraint starts ordered and streams the committed batches to find the largest
+    value; the values themselves are read into memory only if those batches already break the order.
+    """
     target = plan.target
     uniques = [target.primary_key, *target.unique] if target.primary_key else list(target.unique)
-    for _bid, entry in sorted(tstate["batches"].items()):
-        t = read(run.root / entry["file"])
-        for cols in uniques:
-            if not cols or any(c not in t.column_names for c in cols):
+
+    def committed() -> list[Path]:  # tstate is the manifest's own: it sees each batch committed later
+        return [run.root / entry["file"] for _bid, entry in sorted(tstate["batches"].items())]
+
+    for cols in uniques:
+        if not cols:
+            continue
+        key = tuple(cols)
+        guard = UniqueGuard(lambda key=key: _committed_values(plan, committed(), key, read))  # type: ignore[misc]
+        state.seen[key] = guard
+        if len(cols) > 1:
+            guard.values()
+            continue
+        for path in committed():
+            t = read(path)
+            if cols[0] in t.column_names and not guard.extend_in_order(t.column(cols[0]).combine_chunks()):
+                guard.values()
+                break
+
+
+def _committed_values(plan: TablePlan, files: list[Path], cols: tuple[str, ...],
+                      read: Callable[[Path], pa.Table]) -> SeenValues:
+    """The values of one unique constraint in committed batches, each named by its row's key."""
+    seen = SeenValues()
+    pk = plan.target.primary_key
+    for path in files:
+        t = read(path)
+        if any(c not in t.column_names for c in cols):
+            continue
+        keys = t.column(pk[0]).to_pylist() if len(pk) == 1 and pk[0] in t.column_names else None
+        lists = [t.column(c).to_pylist() for c in cols]
+        taken: Iterator[Any] = iter(lists[0]) if len(cols) == 1 else zip(*lists, strict=True)
+        for j, value in enumerate(taken):
+            if value is None or (len(cols) > 1 and any(v is None for v in value)):
                 continue
-            seen = state.seen.setdefault(tuple(cols), SeenValues())
-            pk = target.primary_key
-            keys = t.column(pk[0]).to_pylist() if len(pk) == 1 and pk[0] in t.column_names else None
-            lists = [t.column(c).to_pylist() for c in cols]
-            taken: Iterator[Any] = iter(lists[0]) if len(cols) == 1 else zip(*lists, strict=True)
-            for j, value in enumerate(taken):
-                if value is None or (len(cols) > 1 and any(v is None for v in value)):
-                    continue
-                seen.add(value, str(keys[j]) if keys else "an earlier row")
+            seen.add(value, str(keys[j]) if keys else "an earlier row")
+    return seen
 
 
 def _self_reference_closure(
@@ -663,6 +749,7 @@ def transform_all(
             _reset_table(run, manifest, ctx, tp.name)
             _invalidate_children(plan, tp.name, run, manifest, ctx)
         totals[tp.name] = transform_table(tp, config, run, manifest, ctx, progress=progress, should_stop=should_stop)
+        release_memory()
     return totals
 
 

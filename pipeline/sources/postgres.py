@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pyarrow as pa
+import pyarrow.csv as pacsv
 from psycopg import sql
 
 from pipeline.errors import SourceError, TransientSourceError
@@ -30,6 +31,8 @@ _SESSION_SETTINGS: tuple[tuple[str, str], ...] = (
     ("TimeZone", "UTC"),
     ("extra_float_digits", "3"),
     ("bytea_output", "hex"),
+    # COPY bytes go to Arrow's CSV reader, which reads UTF-8 only.
+    ("client_encoding", "UTF8"),
     # Empty search_path makes format_type() schema-qualify every non-pg_catalog type.
     ("search_path", ""),
     # Off makes a row-level security policy raise an error instead of silently hiding rows.
@@ -350,6 +353,36 @@ class PostgresSource:
         except psycopg.Error as exc:
             raise self._lost(f"cannot read {what}", exc) from None
 
+    def _copy_table(self, query: sql.Composable, what: str, names: list[str]) -> pa.Table:
+        """Run one bounded COPY in CSV form and parse it in C with Arrow's CSV reader.
+
+        CSV carries the same output-function text as the text format, but an unquoted empty field is
+        NULL and a quoted one ("") the empty string, which Arrow's reader tells apart; values with
+        newlines are quoted. Parsing there instead of into Python tuples took the 1M bench's extract
+        from 6.3 s and ~270 MB of transient objects to (see bench/README.md).
+        """
+        conn = self._connection()
+        chunks: list[bytes] = []
+        try:
+            with conn.cursor() as cur, cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)) as copy:
+                for chunk in copy:
+                    chunks.append(bytes(chunk))
+        except psycopg.Error as exc:
+            raise self._lost(f"cannot read {what}", exc) from None
+        data = b"".join(chunks)
+        del chunks
+        if not data:
+            return pa.table({n: pa.array([], pa.string()) for n in names})
+        return pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
+                                           block_size=min(len(data) + 1, 2**31 - 1)),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=True, null_values=[""],
+                quoted_strings_can_be_null=False),
+        )
+
     def _read_keyset(
         self, table: TableInfo, batch_rows: int, resume_token: dict[str, Any] | None
     ) -> Iterator[SourceBatch]:
@@ -378,13 +411,16 @@ class PostgresSource:
             query = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT {}").format(
                 select_list, rel, where, pk_list, sql.Literal(batch_rows)
             )
-            rows = self._copy_rows(query, table.qualified)
-            if not rows:
+            got = self._copy_table(query, table.qualified, select_names)
+            if got.num_rows == 0:
                 return
-            last = rows[-1]
-            after = [str(last[i]) for i in key_pos]
-            yield SourceBatch(_to_batch(table, rows, len(names)), {"after": list(after)})
-            if len(rows) < batch_rows:
+            after = [str(got.column(i)[got.num_rows - 1].as_py()) for i in key_pos]
+            batch = got.select(names).combine_chunks().to_batches()
+            data = batch[0] if batch else pa.RecordBatch.from_pylist([], schema=table.arrow_schema())
+            if not names:
+                data = pa.RecordBatch.from_struct_array(pa.array([{}] * got.num_rows, type=pa.struct([])))
+            yield SourceBatch(data.cast(table.arrow_schema()) if names else data, {"after": list(after)})
+            if got.num_rows < batch_rows:
                 return
 
     def _read_ctid(

@@ -179,3 +179,48 @@ def test_seen_values_name_the_first_row() -> None:
     seen.add("u1", "u9")  # the first row stays
     assert seen.first("u1") == "u1" and seen.first("a@x") == "u2" and seen.first(("p", 1)) == "(p, 1)"
     assert seen.first("u2") is None and seen.first(("p", 2)) is None and len(seen) == 3
+
+
+def _commit_roles(ctx: TransformContext, batch_id: str, ids: list[str]) -> None:
+    out = ctx.run.transform_dir("user_roles") / f"{batch_id}.parquet"
+    sha = atomic_write_parquet(out, pa.table({"id": ids, "user_id": [U1] * len(ids),
+                                              "role": [f"r{i}" for i in range(len(ids))]}))
+    ctx.manifest.commit_transform_batch("user_roles", batch_id, {"file": str(out.relative_to(ctx.run.root)),
+                                                                 "sha256": sha, "rejects_file": None})
+
+
+def test_keys_in_order_keep_no_values_and_a_break_reads_the_committed_ones_back(
+        schema: TargetSchema, tmp_path: Path) -> None:
+    from pipeline.transform import _rebuild_seen
+
+    plan = _plan(schema, USER_ROLES)
+    ctx = _ctx(tmp_path)
+    _commit_roles(ctx, "part-00001", [rid(1), rid(2)])
+    state = TableState()
+    _rebuild_seen(plan, ctx.run, ctx.manifest.transform_state("user_roles"), state)
+    pk = state.seen[("id",)]
+    assert pk.ordered  # the resumed table's ids were increasing: only the largest is kept
+    third = stage_table_batch(plan, _roles([(rid(3), U1, "editor")]), 2)
+    assert finish_batch(plan, third, TypePolicy(), ctx, state).num_rows == 1 and pk.ordered
+    _commit_roles(ctx, "part-00002", [rid(3)])
+    # rid(2) again, out of order: the guard reads the committed batches and names the first row
+    again = stage_table_batch(plan, _roles([(rid(4), U2, "client"), (rid(2), U2, "editor")]), 3)
+    out = finish_batch(plan, again, TypePolicy(), ctx, state)
+    assert out.column("id").to_pylist() == [rid(4)] and not pk.ordered
+    assert [(c, r) for c, _, r in again.errors.values()] == [
+        ("duplicate", f"duplicate value for unique (id) of user_roles: already used by row {rid(2)}")]
+
+
+def test_a_resumed_table_whose_committed_keys_break_the_order_starts_with_all_of_them(
+        schema: TargetSchema, tmp_path: Path) -> None:
+    from pipeline.transform import _rebuild_seen
+
+    plan = _plan(schema, USER_ROLES)
+    ctx = _ctx(tmp_path)
+    _commit_roles(ctx, "part-00001", [rid(5), rid(1)])
+    state = TableState()
+    _rebuild_seen(plan, ctx.run, ctx.manifest.transform_state("user_roles"), state)
+    assert not state.seen[("id",)].ordered
+    batch = stage_table_batch(plan, _roles([(rid(1), U2, "client"), (rid(9), U2, "editor")]), 2)
+    assert finish_batch(plan, batch, TypePolicy(), ctx, state).column("id").to_pylist() == [rid(9)]
+    assert "already used by row " + rid(1) in next(iter(batch.errors.values()))[2]

@@ -299,6 +299,28 @@ def test_edge_values_survive_as_text(pg_dsn: str) -> None:
     assert [r["j"] for r in rows] == ['{"b": 1,  "a": [1.50]}', "null", None, '"\\u00e9"']
 
 
+def test_text_that_csv_must_quote_comes_back_exactly_and_empty_differs_from_null(pg_dsn: str) -> None:
+    """The extract reads COPY's CSV form: quoting, NULL against '', and line breaks must round-trip."""
+    values = ["", None, "a,b", '"q"', 'say "hi", then', "line1\nline2", "cr\r\nlf", "\\.", "\\N", "NULL",
+              " lead", "trail ", "tab\there", "back\\slash", "café ünï 🎬 日本", '""', ",", "\n"]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.quoting (id integer PRIMARY KEY, t text, u text)")
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO public.quoting VALUES (%s, %s, %s)",
+                            [(i, v, None if v is None else f"{v}|{i}") for i, v in enumerate(values)])
+    src = PostgresSource(pg_dsn)
+    try:
+        table = _tables(src)["public.quoting"]
+        batches = list(src.read(table, batch_rows=5))
+    finally:
+        src.close()
+    rows = _rows(batches)
+    assert [r[1] for r in rows] == values
+    assert [r[2] for r in rows] == [None if v is None else f"{v}|{i}" for i, v in enumerate(values)]
+    assert rows == _server_text(pg_dsn, table, "id")
+    assert [b.resume_token["after"] for b in batches] == [["4"], ["9"], ["14"], ["17"]]
+
+
 def test_table_without_primary_key_pages_by_ctid(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         conn.execute("""
