@@ -374,6 +374,19 @@ _FAST_DIRECTIVES = {
 }
 
 
+_ISO_FORMAT = re.compile(r"%Y-%m-%d([ T])%H:%M:%S(\.%f)?([^%]*)")
+
+
+def iso_timestamp_format(fmt: str) -> tuple[str, bool, str] | None:
+    """(separator, keeps microseconds, literal suffix) when fmt is ISO-shaped, else None.
+
+    Shared by timestamp_formatter and the vectorised timestamp path in transforms.types, so that
+    both agree on which patterns print as isoformat does.
+    """
+    m = _ISO_FORMAT.fullmatch(fmt)
+    return (m.group(1), bool(m.group(2)), m.group(3)) if m else None
+
+
 @lru_cache(maxsize=32)
 def timestamp_formatter(fmt: str) -> Callable[[datetime], str]:
     """Compile a strftime pattern once; the common directives become a str.format template.
@@ -383,9 +396,9 @@ def timestamp_formatter(fmt: str) -> Callable[[datetime], str]:
     is cut off), other common directives a str.format template, and patterns with anything else
     (%b, %z, ...) keep strftime with %Y padded to four digits.
     """
-    iso = re.fullmatch(r"%Y-%m-%d([ T])%H:%M:%S(\.%f)?([^%]*)", fmt)
+    iso = iso_timestamp_format(fmt)
     if iso:
-        sep, micro, suffix = iso.group(1), bool(iso.group(2)), iso.group(3)
+        sep, micro, suffix = iso
         spec, width = ("microseconds", 26) if micro else ("seconds", 19)
         return lambda v: v.isoformat(sep, spec)[:width] + suffix
     pieces: list[str] = []

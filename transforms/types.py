@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -529,6 +529,12 @@ def convert_column(values: pa.Array, source: Column, target: TargetColumn, polic
     NULL stays NULL (NOT NULL is checked elsewhere). Rows that cannot be converted come back as NULL
     with a reason in ``errors``; findings worth reporting are counted in ``notes``.
     """
+    return _convert_column(values, source, target, policy, vector_timestamps=True)
+
+
+def _convert_column(values: pa.Array, source: Column, target: TargetColumn, policy: TypePolicy, *,
+                    vector_timestamps: bool) -> Converted:
+    """convert_column, with the timestamp kernels switchable so tests can compare them with the row loop."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if values.type != pa.string():
@@ -538,10 +544,13 @@ def convert_column(values: pa.Array, source: Column, target: TargetColumn, polic
     kind, bare = classify(source.base_type or source.pg_type, is_enum=source.enum_values is not None)
     rules = _Rules(source, target, policy, result.notes)
     fn = rules.scalar_fn(kind, bare)
+    prefix = _prefix(source, target)
 
     array = _fast_path(values, kind, rules, result)
+    if array is None and vector_timestamps and kind in ("timestamp", "timestamptz") and rules.storage == "TEXT":
+        array = _timestamp_kernels(values, kind == "timestamptz", fn, rules, result, prefix)
     if array is None:
-        array = _row_loop(values, fn, out_type, result, _prefix(source, target))
+        array = _row_loop(values, fn, out_type, result, prefix)
     result.array = _check_allowed(array, kind, source, target, result)
     return result
 
@@ -555,9 +564,20 @@ def _prefix(source: Column, target: TargetColumn) -> str:
 def _row_loop(
     values: pa.Array, fn: Callable[[str], Any], out_type: pa.DataType, result: Converted, prefix: str
 ) -> pa.Array:
+    return pa.array(_convert_rows(enumerate(values.to_pylist()), fn, result, prefix), type=out_type)
+
+
+def _convert_rows(
+    rows: Iterable[tuple[int, str | None]], fn: Callable[[str], Any], result: Converted, prefix: str
+) -> list[Any]:
+    """The per-value rule over (row index, text) pairs.
+
+    The index keys the error, so a subset of a column (the rows the timestamp kernels leave over)
+    reports under the same row numbers as the whole column would.
+    """
     out: list[Any] = []
     append = out.append
-    for i, v in enumerate(values.to_pylist()):
+    for i, v in rows:
         if v is None:
             append(None)
             continue
@@ -571,7 +591,102 @@ def _row_loop(
         except PgTextError as exc:
             result.errors[i] = prefix + str(exc)
             append(None)
-    return pa.array(out, type=out_type)
+    return out
+
+
+# The text live Postgres (TimeZone=UTC, DateStyle=ISO) and PostgREST print for an AD timestamp with
+# a four-digit year, in UTC for timestamptz. Month, day and time fields are range-checked here;
+# year 0000 and the day against the month and leap year are checked on the digits afterwards.
+_TS_BODY = (
+    r"^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"[ T](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+)
+_TS_UTC_SHAPE = _TS_BODY + r"\+00(?::00)?$"
+_TS_NAIVE_SHAPE = _TS_BODY + "$"
+_TS_MAX_LEN = len("YYYY-MM-DD HH:MM:SS.ffffff+00:00")
+# Days in each month of a common year, indexed by month number (1..12).
+_MONTH_DAYS = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int16())
+
+
+def _cut(ascii_text: pa.Array, start: int, stop: int) -> pa.Array:
+    """Byte slices of ASCII strings, several times cheaper than utf8_slice_codeunits.
+
+    The shape check admits ASCII only, so bytes are characters and the zero-copy views between
+    string and binary are safe. stop is required: without one, pyarrow 26's binary_slice fails
+    with 'Negative buffer resize' on arrays of two or more values (apache/arrow#51222).
+    """
+    return pc.binary_slice(ascii_text.view(pa.binary()), start, stop).view(pa.string())
+
+
+def _number(ascii_text: pa.Array, start: int, stop: int) -> pa.Array:
+    return pc.cast(_cut(ascii_text, start, stop), pa.int16())
+
+
+def _divisible(n: pa.Array, by: int) -> pa.Array:
+    return pc.equal(pc.modulo(n, by), 0)
+
+
+def _real_dates(shaped: pa.Array) -> pa.Array:
+    """Which shape-checked values name a real proleptic Gregorian date in years 1..9999.
+
+    Computed from the digits because pc.strptime is no judge: it turns 2023-02-30 into 2023-03-02
+    and accepts year 0000, both of which Python's datetime (and so the row loop) rejects.
+    """
+    year, month, day = _number(shaped, 0, 4), _number(shaped, 5, 7), _number(shaped, 8, 10)
+    leap = pc.and_(_divisible(year, 4), pc.or_(pc.invert(_divisible(year, 100)), _divisible(year, 400)))
+    last_day = pc.add(_MONTH_DAYS.take(month), pc.cast(pc.and_(leap, pc.equal(month, 2)), pa.int16()))
+    return pc.and_(pc.greater_equal(year, 1), pc.less_equal(day, last_day))
+
+
+def _timestamp_kernels(values: pa.Array, with_tz: bool, fn: Callable[[str], Any], rules: _Rules,
+                       result: Converted, prefix: str) -> pa.Array | None:
+    """Timestamps in the shape Postgres prints them in UTC, reformatted by string kernels.
+
+    timestamp_text costs microseconds per value, which made it the largest cost of the transform.
+    The rows taken here are exactly those on which it would only cut and pad text: a UTC offset
+    (no shift), a four-digit AD year and a real calendar date (no error). Every other row (other
+    offsets, infinity, BC, year 10000+, malformed) still goes through fn, so one odd value costs
+    one slow row rather than the column. None (the row loop) when the target format is not
+    ISO-shaped, since other strftime patterns are not cut-and-pad, or when no row qualifies.
+    """
+    iso = pgtext.iso_timestamp_format(rules.policy.timestamp_format)
+    if iso is None:
+        return None
+    sep, micro, suffix = iso
+    shape = _TS_UTC_SHAPE if with_tz else _TS_NAIVE_SHAPE
+    shaped = pc.fill_null(pc.match_substring_regex(values, shape), False)
+    candidates = values.filter(shaped)
+    real = _real_dates(candidates)
+    clean = candidates.filter(real)
+    if not len(clean):
+        return None  # nothing to gain: the plain row loop skips the gather and scatter below
+    fast = pc.replace_with_mask(shaped, shaped, real)
+
+    # What follows the seconds, without the offset and the fraction's trailing zeros: '' or '.' plus
+    # digits ending in a non-zero one. The zeros come back with the padding, and a fraction is a
+    # dropped microsecond exactly when a digit survives.
+    fraction = pc.ascii_rtrim(_cut(clean, 19, _TS_MAX_LEN), "+0:")
+    if not rules.keep_micro:
+        dropped = int(pc.sum(pc.greater(pc.binary_length(fraction), 1)).as_py() or 0)
+        if dropped:
+            rules.notes["microseconds_dropped"] += dropped
+    pieces: list[Any] = [_cut(clean, 0, 10), sep, _cut(clean, 11, 19)]
+    if micro:
+        pieces += [".", pc.ascii_rpad(_cut(fraction, 1, 7), 6, "0")]
+    if suffix:
+        pieces.append(suffix)
+    formatted = pc.binary_join_element_wise(*pieces, "")
+
+    if len(formatted) == len(values):
+        return formatted
+    array = pc.replace_with_mask(pa.nulls(len(values), pa.string()), fast, formatted)
+    slow = pc.and_(pc.is_valid(values), pc.invert(fast))
+    rows = pc.indices_nonzero(slow)
+    if len(rows):
+        converted = _convert_rows(zip(rows.to_pylist(), values.take(rows).to_pylist(), strict=True),
+                                  fn, result, prefix)
+        array = pc.replace_with_mask(array, slow, pa.array(converted, pa.string()))
+    return array
 
 
 def _all_valid(mask: pa.Array) -> bool:
