@@ -60,8 +60,14 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode())
+def atomic_write_json(path: Path, data: Any, *, compact: bool = False) -> None:
+    """Indented for people by default; compact for the manifest, rewritten at every committed batch,
+    where indenting (which turns off json's C encoder) cost 29 ms per save at 10M rows, ~4x compact."""
+    if compact:
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    else:
+        text = json.dumps(data, indent=2, sort_keys=True, default=str)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def atomic_write_parquet(path: Path, table: pa.Table) -> str:
@@ -178,7 +184,7 @@ class Manifest:
             raise TargetError(f"manifest {path} is unreadable") from None
 
     def save(self) -> None:
-        atomic_write_json(self.path, self.data)
+        atomic_write_json(self.path, self.data, compact=True)
 
     # extract bookkeeping -------------------------------------------------------------
     def extract_state(self, source_table: str) -> dict[str, Any]:

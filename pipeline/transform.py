@@ -308,6 +308,19 @@ class TableState:
     self_ok: dict[str, set[str]] | None = None
 
 
+def _present_in(values: pa.Array, parents: pa.Array) -> pa.Array:
+    """`pc.is_in(values, value_set=parents)`, with the hash table built on the smaller side.
+
+    is_in hashes its value set on every call: for a 20k-row batch against 600k parent keys that is
+    0.12 s per batch and foreign key (the 10M bench's messages: minutes in all), against 0.01 s for
+    probing the parents with the batch's own distinct values and then the batch with the few found.
+    """
+    if len(parents) <= 4 * len(values):
+        return pc.is_in(values, value_set=parents)
+    found = parents.filter(pc.is_in(parents, value_set=pc.unique(values.drop_null())))
+    return pc.is_in(values, value_set=found)
+
+
 def finish_batch(
     plan: TablePlan,
     staged: Staged,
@@ -358,7 +371,7 @@ def finish_batch(
             parent_set = pa.array(sorted(state.self_ok.get(col, set())), pa.string()).cast(arr.type)
         else:
             parent_set = ctx.accepted(fk.parent, fk.parent_columns[0]).cast(arr.type)
-        present = pc.is_in(arr, value_set=parent_set).to_pylist()
+        present = _present_in(arr, parent_set).to_pylist()
         valid = arr.is_valid().to_pylist()
         values: list[Any] | None = None
         tc = target.column(col)

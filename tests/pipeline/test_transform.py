@@ -224,3 +224,20 @@ def test_a_resumed_table_whose_committed_keys_break_the_order_starts_with_all_of
     batch = stage_table_batch(plan, _roles([(rid(1), U2, "client"), (rid(9), U2, "editor")]), 2)
     assert finish_batch(plan, batch, TypePolicy(), ctx, state).column("id").to_pylist() == [rid(9)]
     assert "already used by row " + rid(1) in next(iter(batch.errors.values()))[2]
+
+
+def test_foreign_key_lookup_from_the_smaller_side_equals_is_in() -> None:
+    import pyarrow.compute as pc
+
+    from pipeline.transform import _present_in
+
+    parents = pa.array([rid(n) for n in range(0, 5000, 2)])  # even keys only
+    for values in (pa.array([rid(n) if n % 7 else None for n in range(300)]),  # parents >> values
+                   pa.array([rid(n) for n in range(6000)]),  # the plain path
+                   pa.array([], pa.string()), pa.array([None, None], pa.string())):
+        expected = pc.is_in(values, value_set=parents)
+        assert _present_in(values, parents).equals(expected)
+    got = _present_in(pa.array([rid(2), rid(3), None, rid(4998), rid(5000)]), parents).to_pylist()
+    assert got == [True, False, False, True, False]
+    ints = pa.array(list(range(0, 100_000, 3)), pa.int64())
+    assert _present_in(pa.array([3, 4, 99_999], pa.int64()), ints).to_pylist() == [True, False, True]
