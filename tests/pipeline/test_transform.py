@@ -189,15 +189,22 @@ def _commit_roles(ctx: TransformContext, batch_id: str, ids: list[str]) -> None:
                                                                  "sha256": sha, "rejects_file": None})
 
 
-def test_keys_in_order_keep_no_values_and_a_break_reads_the_committed_ones_back(
-        schema: TargetSchema, tmp_path: Path) -> None:
+def _resumed_roles(schema: TargetSchema, tmp_path: Path, ids: list[str]
+                   ) -> tuple[TablePlan, TransformContext, TableState]:
+    """user_roles resumed after one committed batch holding ids, its guards rebuilt as a resume does."""
     from pipeline.transform import _rebuild_seen
 
     plan = _plan(schema, USER_ROLES)
     ctx = _ctx(tmp_path)
-    _commit_roles(ctx, "part-00001", [rid(1), rid(2)])
+    _commit_roles(ctx, "part-00001", ids)
     state = TableState()
     _rebuild_seen(plan, ctx.run, ctx.manifest.transform_state("user_roles"), state)
+    return plan, ctx, state
+
+
+def test_keys_in_order_keep_no_values_and_a_break_reads_the_committed_ones_back(
+        schema: TargetSchema, tmp_path: Path) -> None:
+    plan, ctx, state = _resumed_roles(schema, tmp_path, [rid(1), rid(2)])
     pk = state.seen[("id",)]
     assert pk.ordered  # the resumed table's ids were increasing: only the largest is kept
     third = stage_table_batch(plan, _roles([(rid(3), U1, "editor")]), 2)
@@ -213,13 +220,7 @@ def test_keys_in_order_keep_no_values_and_a_break_reads_the_committed_ones_back(
 
 def test_a_resumed_table_whose_committed_keys_break_the_order_starts_with_all_of_them(
         schema: TargetSchema, tmp_path: Path) -> None:
-    from pipeline.transform import _rebuild_seen
-
-    plan = _plan(schema, USER_ROLES)
-    ctx = _ctx(tmp_path)
-    _commit_roles(ctx, "part-00001", [rid(5), rid(1)])
-    state = TableState()
-    _rebuild_seen(plan, ctx.run, ctx.manifest.transform_state("user_roles"), state)
+    plan, ctx, state = _resumed_roles(schema, tmp_path, [rid(5), rid(1)])
     assert not state.seen[("id",)].ordered
     batch = stage_table_batch(plan, _roles([(rid(1), U2, "client"), (rid(9), U2, "editor")]), 2)
     assert finish_batch(plan, batch, TypePolicy(), ctx, state).column("id").to_pylist() == [rid(9)]

@@ -62,6 +62,15 @@ def _server_text(dsn: str, table: TableInfo, order: str) -> list[tuple[str | Non
         return out
 
 
+def _read_whole(dsn: str, name: str, *, batch_rows: int) -> tuple[TableInfo, list[SourceBatch]]:
+    src = PostgresSource(dsn)
+    try:
+        table = _tables(src)[name]
+        return table, list(src.read(table, batch_rows=batch_rows))
+    finally:
+        src.close()
+
+
 def _rows(batches: list[SourceBatch]) -> list[tuple[str | None, ...]]:
     out: list[tuple[str | None, ...]] = []
     for b in batches:
@@ -277,12 +286,7 @@ def test_edge_values_survive_as_text(pg_dsn: str) -> None:
               (4, 123456789012345678901234567890.123456789, '0001-01-01 00:00:00+00 BC', '2000-02-29',
                '\\x5c4e', true, 'abcd', NULL, '0', 1e300, ARRAY['\\N', E'x\\ty'], '"\\u00e9"');
         """)
-    src = PostgresSource(pg_dsn)
-    try:
-        table = _tables(src)["public.edge"]
-        batches = list(src.read(table, batch_rows=3))
-    finally:
-        src.close()
+    table, batches = _read_whole(pg_dsn, "public.edge", batch_rows=3)
     assert _rows(batches) == _server_text(pg_dsn, table, "id")
     rows = [r for b in batches for r in b.data.to_pylist()]
     assert [r["num"] for r in rows] == ["0.10", "-1234.500", "NaN", "123456789012345678901234567890.123456789"]
@@ -308,12 +312,7 @@ def test_text_that_csv_must_quote_comes_back_exactly_and_empty_differs_from_null
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO public.quoting VALUES (%s, %s, %s)",
                             [(i, v, None if v is None else f"{v}|{i}") for i, v in enumerate(values)])
-    src = PostgresSource(pg_dsn)
-    try:
-        table = _tables(src)["public.quoting"]
-        batches = list(src.read(table, batch_rows=5))
-    finally:
-        src.close()
+    table, batches = _read_whole(pg_dsn, "public.quoting", batch_rows=5)
     rows = _rows(batches)
     assert [r[1] for r in rows] == values
     assert [r[2] for r in rows] == [None if v is None else f"{v}|{i}" for i, v in enumerate(values)]
