@@ -169,6 +169,8 @@ def load_all(
             t0 = time.perf_counter()
             rows = 0
             batches = manifest.transform_state(tp.name)["batches"]
+            if progress and any((tp.name, bid) not in done for bid in batches):
+                progress(tp.name, 0)  # the table's clock starts here, not at its first committed batch
             for bid in sorted(batches):
                 entry = batches[bid]
                 if (tp.name, bid) in done:

@@ -761,6 +761,8 @@ def transform_all(
                 continue
             _reset_table(run, manifest, ctx, tp.name)
             _invalidate_children(plan, tp.name, run, manifest, ctx)
+        if progress:  # the table's clock starts here, not at its first committed batch
+            progress(tp.name, 0)
         totals[tp.name] = transform_table(tp, config, run, manifest, ctx, progress=progress, should_stop=should_stop)
         release_memory()
     return totals
