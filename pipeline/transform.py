@@ -11,7 +11,7 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from pipeline.logs import get_logger
 from pipeline.memory import release_memory
 from pipeline.plan import MigrationPlan, TablePlan
 from pipeline.runs import Manifest, RunDir, atomic_write_bytes, atomic_write_parquet, file_sha256
+from pipeline.scratch import Scratch, json_values
 from pipeline.sources.base import Column, TableInfo
 from pipeline.surrogates import KeyMap, working_plan
 from pipeline.target import StorageClass, TargetColumn
@@ -216,38 +217,137 @@ def _key_text(value: Any) -> str:
     return "NULL" if value is None else str(value)
 
 
+SPILL_VALUES = 25_000  # a unique constraint's values move to the scratch file past this many
+
+
+def _is_nan(value: Any) -> bool:
+    """NaN equals nothing, itself included: a NaN value never collides (as in a Python set)."""
+    if isinstance(value, tuple):
+        return any(v != v for v in value)
+    return bool(value != value)
+
+
 class SeenValues:
     """The values of one unique constraint already taken, each with the row that took it first.
 
-    Exact (every value is kept), but compact: a single-column value is kept bare, not in a 1-tuple,
-    and a value whose first row is named by the value itself (a primary key: the row key is the key's
-    text) goes into a set, its row name rebuilt on a hit; only the other values keep their row name
-    in a dict. For the 1M bench's 732k message ids: 182 MB as a dict of tuples, far less as a set.
+    Exact (every value is kept). In memory while small: a single-column value kept bare, and a value
+    whose first row is named by the value itself (a primary key: the row key is the key's text) in a
+    set, its row name rebuilt on a hit; only the others keep their row name in a dict. Past `limit`
+    values, with a scratch file to go to, the values move there (a WITHOUT ROWID table keyed by the
+    value's columns, the row name NULL where it is the value's own text) and each batch is looked up
+    at once, so a big table's e-mails or (user_id, role) pairs no longer grow the heap. Both forms
+    give the same answers: SQLite compares text and blobs by bytes and numbers by value, as Python's
+    == does for the str, bytes, int and float a typed Arrow column yields.
     """
 
-    __slots__ = ("_named", "_other")
+    __slots__ = ("_limit", "_named", "_other", "_scratch", "_size", "_table", "_width")
 
-    def __init__(self) -> None:
+    def __init__(self, scratch: Scratch | None = None, limit: int | None = None) -> None:
         self._named: set[Any] = set()
         self._other: dict[Any, str] = {}
+        self._scratch = scratch
+        self._limit = SPILL_VALUES if limit is None else limit
+        self._table: str | None = None
+        self._width = 1
+        self._size = 0
 
     def __len__(self) -> int:
-        return len(self._named) + len(self._other)
+        return self._size if self._table is not None else len(self._named) + len(self._other)
+
+    @property
+    def spilled(self) -> bool:
+        return self._table is not None
 
     def first(self, value: Any) -> str | None:
         """The row that took value, or None when it is free."""
-        if value in self._named:
-            return _key_text(value)
-        return self._other.get(value)
+        if self._table is None:
+            if value in self._named:
+                return _key_text(value)
+            return self._other.get(value)
+        return self._found([value]).get(value) if not _is_nan(value) else None
 
     def add(self, value: Any, row: str) -> None:
         """Record value as taken by row, unless it is taken already (the first row stays)."""
-        if value in self._named or value in self._other:
-            return
-        if row == _key_text(value):
-            self._named.add(value)
-        else:
-            self._other[value] = row
+        self.claim([value], [row])
+
+    def claim(self, values: Sequence[Any], rows: Sequence[str]) -> list[str | None]:
+        """For each value in turn: the row that took it before (in an earlier call or earlier in
+        values), or None, and then this row takes it. No value may be None or hold a None."""
+        if self._table is not None:
+            return self._claim_on_disk(values, rows)
+        named, other = self._named, self._other
+        out: list[str | None] = []
+        for value, row in zip(values, rows, strict=True):
+            if value in named:
+                out.append(_key_text(value))
+                continue
+            first = other.get(value)
+            out.append(first)
+            if first is None:
+                if row == _key_text(value):
+                    named.add(value)
+                else:
+                    other[value] = row
+        if self._scratch is not None and len(self) > self._limit:
+            self._spill(self._scratch)
+        return out
+
+    def _columns(self) -> list[str]:
+        return [f"v{k}" for k in range(self._width)]
+
+    def _spill(self, scratch: Scratch) -> None:
+        first = next(iter(self._named), None) if self._named else next(iter(self._other))
+        self._width = len(first) if isinstance(first, tuple) else 1
+        self._table = scratch.new_table("seen")
+        cols = ", ".join(self._columns())
+        scratch.db.execute(f"CREATE TABLE {self._table} ({cols}, row TEXT, PRIMARY KEY ({cols})) WITHOUT ROWID")
+        scratch.db.execute(f"CREATE TEMP TABLE probe_{self._table} ({cols}, PRIMARY KEY ({cols})) WITHOUT ROWID")
+        self._size = 0
+        self._insert([(v, None) for v in self._named if not _is_nan(v)])
+        self._insert([(v, r) for v, r in self._other.items() if not _is_nan(v)])
+        self._named, self._other = set(), {}
+
+    def _params(self, value: Any) -> tuple[Any, ...]:
+        return value if self._width > 1 else (value,)
+
+    def _insert(self, taken: list[tuple[Any, str | None]]) -> None:
+        assert self._scratch is not None and self._table is not None
+        marks = ", ".join("?" * (self._width + 1))
+        self._scratch.write(f"INSERT INTO {self._table} VALUES ({marks})",
+                            ((*self._params(v), r) for v, r in taken))
+        self._size += len(taken)
+
+    def _found(self, values: Iterable[Any]) -> dict[Any, str]:
+        """The values of this batch already taken, each with its first row (one join in SQLite)."""
+        assert self._scratch is not None and self._table is not None
+        db, probe, cols = self._scratch.db, f"temp.probe_{self._table}", self._columns()
+        self._scratch.write(f"INSERT OR IGNORE INTO {probe} VALUES ({', '.join('?' * self._width)})",
+                            (self._params(v) for v in values))
+        on = " AND ".join(f"s.{c} = p.{c}" for c in cols)
+        found: dict[Any, str] = {}
+        try:
+            for r in db.execute(f"SELECT {', '.join('s.' + c for c in cols)}, s.row "
+                                f"FROM {probe} p JOIN {self._table} s ON {on}"):
+                value = r[0] if self._width == 1 else tuple(r[:-1])
+                found[value] = _key_text(value) if r[-1] is None else r[-1]
+        finally:
+            db.execute(f"DELETE FROM {probe}")
+        return found
+
+    def _claim_on_disk(self, values: Sequence[Any], rows: Sequence[str]) -> list[str | None]:
+        fresh = [not _is_nan(v) for v in values]
+        taken = self._found(v for v, ok in zip(values, fresh, strict=True) if ok)
+        new: list[tuple[Any, str | None]] = []
+        out: list[str | None] = []
+        for value, row, ok in zip(values, rows, fresh, strict=True):
+            first = taken.get(value) if ok else None
+            out.append(first)
+            if first is None and ok:
+                taken[value] = row
+                new.append((value, None if row == _key_text(value) else row))
+        if new:
+            self._insert(new)
+        return out
 
 
 class UniqueGuard:
@@ -262,10 +362,10 @@ class UniqueGuard:
 
     __slots__ = ("_last", "_reload", "_seen")
 
-    def __init__(self, reload: Callable[[], SeenValues] | None = None) -> None:
+    def __init__(self, reload: Callable[[], SeenValues] | None = None, scratch: Scratch | None = None) -> None:
         self._reload = reload
         self._last: Any = None
-        self._seen: SeenValues | None = None if reload is not None else SeenValues()
+        self._seen: SeenValues | None = None if reload is not None else SeenValues(scratch)
 
     @property
     def ordered(self) -> bool:
@@ -302,10 +402,12 @@ class UniqueGuard:
 
 @dataclass
 class TableState:
-    """Per-table memory across batches: the unique constraints' guards (rebuilt from files on resume)."""
+    """Per-table memory across batches: the unique constraints' guards (rebuilt from files on resume),
+    the settled self-references, and the scratch file the big ones live in."""
 
     seen: dict[tuple[str, ...], UniqueGuard] = field(default_factory=dict)
-    self_ok: dict[str, set[str]] | None = None
+    self_ok: SelfReferences | None = None
+    scratch: Scratch | None = None
 
 
 def _present_in(values: pa.Array, parents: pa.Array) -> pa.Array:
@@ -367,8 +469,7 @@ def finish_batch(
         arr = out[col]
         if fk.parent == target.name:
             assert state.self_ok is not None
-            # the closure keys rows by their text form; cast so an INTEGER key matches too
-            parent_set = pa.array(sorted(state.self_ok.get(col, set())), pa.string()).cast(arr.type)
+            parent_set = state.self_ok.accepted(col, arr)
         else:
             parent_set = ctx.accepted(fk.parent, fk.parent_columns[0]).cast(arr.type)
         present = _present_in(arr, parent_set).to_pylist()
@@ -398,32 +499,46 @@ def finish_batch(
     for cols in uniques:
         if not cols or any(c not in out for c in cols):
             continue
-        guard = state.seen.setdefault(tuple(cols), UniqueGuard())
+        guard = state.seen.setdefault(tuple(cols), UniqueGuard(scratch=state.scratch))
         if len(cols) == 1 and guard.ordered:
             live = pa.array([i not in staged.errors and i not in staged.filtered for i in range(n)], pa.bool_())
             if guard.extend_in_order(out[cols[0]].filter(live)):
                 continue
-        seen = guard.values()
-        lists = [out[c].to_pylist() for c in cols]
-        taken: Iterator[Any] = iter(lists[0]) if len(cols) == 1 else zip(*lists, strict=True)
-        for i, value in enumerate(taken):
-            if i in staged.errors or i in staged.filtered:
-                continue
-            if value is None or (len(cols) > 1 and any(v is None for v in value)):
-                continue
-            first = seen.first(value)
+        picked, values = _unique_values([out[c] for c in cols],
+                                        [i for i in range(n) if i not in staged.errors and i not in staged.filtered])
+        firsts = guard.values().claim(values, [staged.keys[i] for i in picked])
+        for i, first in zip(picked, firsts, strict=True):
             if first is not None:
                 staged.reject(i, "duplicate", cols[0] if len(cols) == 1 else None,
                               f"duplicate value for unique ({', '.join(cols)}) of {target.name}: "
                               f"already used by row {first}")
-            else:
-                seen.add(value, staged.keys[i])
     alive = [i not in staged.errors and i not in staged.filtered for i in range(n)]
     mask = pa.array(alive, pa.bool_())
     names = [tc.name for tc in target.columns if tc.name in out]
     arrays = [out[c].filter(mask) for c in names]
     schema = pa.schema([pa.field(c, ARROW_TYPES[target.column(c).storage]) for c in names])
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _unique_values(arrays: list[pa.Array], rows: Iterable[int]) -> tuple[list[int], list[Any]]:
+    """The given rows that hold a whole value of a unique constraint (no NULL part), and those values
+    (bare for one column, tuples for several): NULLs never collide."""
+    lists = [a.to_pylist() for a in arrays]
+    picked: list[int] = []
+    values: list[Any] = []
+    if len(lists) == 1:
+        (col,) = lists
+        for i in rows:
+            if col[i] is not None:
+                picked.append(i)
+                values.append(col[i])
+        return picked, values
+    for i in rows:
+        value = tuple(c[i] for c in lists)
+        if all(v is not None for v in value):
+            picked.append(i)
+            values.append(value)
+    return picked, values
 
 
 def _rejects_lines(plan: TablePlan, staged: Staged, source_table: str) -> bytes:
@@ -480,21 +595,40 @@ def transform_table(
     progress: Callable[[str, int], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, Any]:
-    """Transform every batch of one target table that is not already committed; return its totals."""
+    """Transform every batch of one target table that is not already committed; return its totals.
+
+    The table's scratch file (a fresh one: an earlier attempt's is deleted, never reused) is gone
+    when this returns, whether or not the table finished.
+    """
+    while True:
+        with Scratch(run, plan.name) as scratch:
+            done = _transform_batches(plan, config, run, manifest, ctx, scratch, progress, should_stop)
+        if done:
+            manifest.finish_transform(plan.name)
+            ctx.forget(plan.name)
+            return table_totals(manifest, plan.name)
+        _reset_table(run, manifest, ctx, plan.name)
+
+
+def _transform_batches(
+    plan: TablePlan, config: Config, run: RunDir, manifest: Manifest, ctx: TransformContext, scratch: Scratch,
+    progress: Callable[[str, int], None] | None, should_stop: Callable[[], bool],
+) -> bool:
+    """Commit every batch not yet committed; False when the committed set is not this run's inputs'."""
     policy = config.types.policy()
     tstate = manifest.transform_state(plan.name)
     # integer surrogate keys: rows are decided on uuids, the integers go in just before the commit
     work = working_plan(plan)
-    inputs, stage_fn = _inputs_and_stager(work, config, run, manifest, ctx)
+    inputs, stage_fn = _inputs_and_stager(work, config, run, manifest, ctx, scratch)
     keymap = KeyMap(plan, inputs, ctx) if plan.surrogate is not None else None
     valid_ids = {b.batch_id for b in inputs}
     if not _committed_batches_valid(run, manifest, plan.name, inputs):
         _reset_table(run, manifest, ctx, plan.name)
         tstate = manifest.transform_state(plan.name)
-    state = TableState()
+    state = TableState(scratch=scratch)
     _rebuild_seen(work, run, tstate, state, keymap.uuid_space if keymap is not None else pq.read_table)
     if any(fk.parent == plan.name for fk in plan.target.foreign_keys):
-        state.self_ok = _self_reference_closure(work, inputs, stage_fn, policy, ctx)
+        state.self_ok = _self_reference_closure(work, inputs, stage_fn, policy, ctx, scratch)
     for b in inputs:
         if b.batch_id in tstate["batches"]:
             continue
@@ -542,13 +676,7 @@ def transform_table(
             progress(plan.name, staged.n)
         if should_stop():
             raise Interrupted(f"interrupted during transform of {plan.name} after batch {b.batch_id}")
-    extra = set(tstate["batches"]) - valid_ids
-    if extra:
-        _reset_table(run, manifest, ctx, plan.name)
-        return transform_table(plan, config, run, manifest, ctx, progress=progress, should_stop=should_stop)
-    manifest.finish_transform(plan.name)
-    ctx.forget(plan.name)
-    return table_totals(manifest, plan.name)
+    return not set(tstate["batches"]) - valid_ids
 
 
 def _samples(staged: Staged) -> dict[str, list[str]]:
@@ -630,7 +758,7 @@ def _rebuild_seen(plan: TablePlan, run: RunDir, tstate: dict[str, Any], state: T
         if not cols:
             continue
         key = tuple(cols)
-        guard = UniqueGuard(lambda key=key: _committed_values(plan, committed(), key, read))  # type: ignore[misc]
+        guard = UniqueGuard(lambda key=key: _committed_values(plan, committed(), key, read, state.scratch))  # type: ignore[misc]
         state.seen[key] = guard
         if len(cols) > 1:
             guard.values()
@@ -643,75 +771,83 @@ def _rebuild_seen(plan: TablePlan, run: RunDir, tstate: dict[str, Any], state: T
 
 
 def _committed_values(plan: TablePlan, files: list[Path], cols: tuple[str, ...],
-                      read: Callable[[Path], pa.Table]) -> SeenValues:
+                      read: Callable[[Path], pa.Table], scratch: Scratch | None = None) -> SeenValues:
     """The values of one unique constraint in committed batches, each named by its row's key."""
-    seen = SeenValues()
+    seen = SeenValues(scratch)
     pk = plan.target.primary_key
     for path in files:
         t = read(path)
         if any(c not in t.column_names for c in cols):
             continue
         keys = t.column(pk[0]).to_pylist() if len(pk) == 1 and pk[0] in t.column_names else None
-        lists = [t.column(c).to_pylist() for c in cols]
-        taken: Iterator[Any] = iter(lists[0]) if len(cols) == 1 else zip(*lists, strict=True)
-        for j, value in enumerate(taken):
-            if value is None or (len(cols) > 1 and any(v is None for v in value)):
-                continue
-            seen.add(value, str(keys[j]) if keys else "an earlier row")
+        picked, values = _unique_values([t.column(c).combine_chunks() for c in cols], range(t.num_rows))
+        seen.claim(values, [str(keys[j]) for j in picked] if keys else ["an earlier row"] * len(picked))
     return seen
 
 
+class SelfReferences:
+    """Per self-referencing column, the rows a child may point at: those whose parent chain ends at a
+    root through accepted rows only. Settled once in the scratch file, asked a batch at a time."""
+
+    def __init__(self, scratch: Scratch | None, settled: dict[str, str]) -> None:
+        self._scratch = scratch
+        self._settled = settled  # column -> the scratch table of its settled keys
+
+    def accepted(self, column: str, values: pa.Array) -> pa.Array:
+        """The settled keys among values, in values' type (keys are settled by their text form, so an
+        INTEGER key matches too)."""
+        table = self._settled.get(column)
+        wanted = pc.unique(values.drop_null()).to_pylist()
+        if table is None or self._scratch is None or not wanted:
+            return pa.array([], pa.string()).cast(values.type)
+        rows = self._scratch.db.execute(f"SELECT id FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+                                        (json_values(str(v) for v in wanted),))
+        return pa.array(sorted(r[0] for r in rows), pa.string()).cast(values.type)
+
+
 def _self_reference_closure(
-    plan: TablePlan, inputs: list[BatchInput], stage_fn: StageFn, policy: TypePolicy, ctx: TransformContext
-) -> dict[str, set[str]]:
+    plan: TablePlan, inputs: list[BatchInput], stage_fn: StageFn, policy: TypePolicy, ctx: TransformContext,
+    scratch: Scratch,
+) -> SelfReferences:
     """Which rows of a self-referencing table survive, decided before any batch is written.
 
     A row whose parent row (same table) is rejected must be rejected too, even when the parent
-    comes in a later batch; a dry pass collects every row's own fate and parent, then a walk up
-    the parent chain settles each row once.
+    comes in a later batch; a dry pass writes every accepted row and its parent to the scratch file,
+    then the survivors grow from the roots (parent NULL) one generation at a time. A row below a
+    rejected row, or on a cycle, is never reached. Nothing of it is held in memory.
     """
     self_fks = [fk for fk in plan.target.foreign_keys if fk.parent == plan.name and len(fk.columns) == 1]
     pk = plan.target.primary_key
     if len(pk) != 1:
-        return {}
+        return SelfReferences(None, {})
     probe_plan = TablePlan(target=_without_self_fks(plan), kind=plan.kind, rule=plan.rule, source=plan.source,
                            columns=plan.columns, extra_sources=plan.extra_sources)
-    state = TableState()
-    parents: dict[str, dict[str, str | None]] = {fk.columns[0]: {} for fk in self_fks}
-    alive: set[str] = set()
+    state = TableState(scratch=scratch)
+    db = scratch.db
+    nodes = {fk.columns[0]: scratch.new_table("nodes") for fk in self_fks}
+    for table in nodes.values():
+        db.execute(f"CREATE TABLE {table} (id TEXT PRIMARY KEY, parent TEXT) WITHOUT ROWID")
     for b in inputs:
         staged = stage_fn(b, pq.read_table(b.extract_file))
         table = finish_batch(probe_plan, staged, policy, ctx, state)
-        ids = table.column(pk[0]).to_pylist()
-        alive.update(str(i) for i in ids)
-        for fk in self_fks:
-            col = fk.columns[0]
-            if col in table.column_names:
-                for i, p in zip(ids, table.column(col).to_pylist(), strict=True):
-                    parents[col][str(i)] = None if p is None else str(p)
-    result: dict[str, set[str]] = {}
-    for col, par in parents.items():
-        ok: dict[str, bool] = {}
-
-        def settle(node: str, par: dict[str, str | None] = par, ok: dict[str, bool] = ok) -> bool:
-            chain: list[str] = []
-            cur: str | None = node
-            verdict = True
-            while cur is not None:
-                if cur in ok:
-                    verdict = ok[cur]
-                    break
-                if cur not in alive or cur in chain:
-                    verdict = False
-                    break
-                chain.append(cur)
-                cur = par.get(cur)
-            for c in chain:
-                ok[c] = verdict
-            return verdict
-
-        result[col] = {n for n in alive if settle(n)}
-    return result
+        ids = [str(i) for i in table.column(pk[0]).to_pylist()]
+        for col, name in nodes.items():
+            parents = (table.column(col).to_pylist() if col in table.column_names else [None] * len(ids))
+            scratch.write(f"INSERT OR REPLACE INTO {name} VALUES (?, ?)",
+                          zip(ids, (None if p is None else str(p) for p in parents), strict=True))
+    settled: dict[str, str] = {}
+    for col, name in nodes.items():
+        good = settled[col] = scratch.new_table("settled")
+        db.execute(f"CREATE INDEX {name}_parent ON {name} (parent)")
+        db.execute(f"CREATE TABLE {good} (id TEXT PRIMARY KEY, generation INTEGER NOT NULL) WITHOUT ROWID")
+        db.execute(f"CREATE INDEX {good}_generation ON {good} (generation)")
+        db.execute(f"INSERT INTO {good} SELECT id, 0 FROM {name} WHERE parent IS NULL")
+        generation = 0
+        while db.execute(f"INSERT OR IGNORE INTO {good} SELECT n.id, ? FROM {good} g JOIN {name} n "
+                         "ON n.parent = g.id WHERE g.generation = ?", (generation + 1, generation)).rowcount:
+            generation += 1
+        db.execute(f"DROP TABLE {name}")
+    return SelfReferences(scratch, settled)
 
 
 def _without_self_fks(plan: TablePlan) -> Any:
@@ -721,12 +857,12 @@ def _without_self_fks(plan: TablePlan) -> Any:
 
 
 def _inputs_and_stager(
-    plan: TablePlan, config: Config, run: RunDir, manifest: Manifest, ctx: TransformContext
+    plan: TablePlan, config: Config, run: RunDir, manifest: Manifest, ctx: TransformContext, scratch: Scratch
 ) -> tuple[list[BatchInput], StageFn]:
     if plan.kind == "users":
         from pipeline.users import users_inputs_and_stager
 
-        return users_inputs_and_stager(plan, config, run, manifest)
+        return users_inputs_and_stager(plan, config, run, manifest, scratch)
     if plan.kind == "reset_tokens":
         from pipeline.users import reset_tokens_inputs_and_stager
 
@@ -753,7 +889,8 @@ def transform_all(
     totals: dict[str, dict[str, Any]] = {}
     for tp in plan.tables:
         if manifest.transform_state(tp.name).get("done"):
-            inputs, _ = _inputs_and_stager(tp, config, run, manifest, ctx)
+            with Scratch(run, tp.name) as scratch:  # the users builder's is only filled by its stager
+                inputs, _ = _inputs_and_stager(tp, config, run, manifest, ctx, scratch)
             if _committed_batches_valid(run, manifest, tp.name, inputs) and set(
                 manifest.transform_state(tp.name)["batches"]
             ) == {b.batch_id for b in inputs}:

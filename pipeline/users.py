@@ -26,6 +26,7 @@ from pipeline.errors import IntegrityError
 from pipeline.logs import get_logger
 from pipeline.plan import MigrationPlan, TablePlan
 from pipeline.runs import Manifest, RunDir, atomic_write_bytes
+from pipeline.scratch import Scratch, fetch_in_chunks, json_values
 from pipeline.sources.base import Column
 from pipeline.transform import BatchInput, Staged, StageFn, extract_batches, row_keys
 from transforms.auth import (
@@ -85,51 +86,86 @@ def _allowed_categories(plan: TablePlan) -> tuple[str, ...] | None:
     return None
 
 
-class Profiles:
-    """Profile rows by id, each kept as a tuple of only the columns the users builder reads.
+class UserSources:
+    """The profiles by id and the auth.users ids, in the table's scratch file, asked a batch at a time.
 
-    A dict per row cost ~2 KB (86 MB for the 1M bench's 40k profiles); a tuple keeps the same values
-    for a fraction of that, and the dict the deciders take is made when a row is looked up.
+    Both grow with the users (at 10M source rows: 400k of each, ~150 MB as Python objects), and each
+    batch needs only its own: the auth batches their profiles, the profile batches which of their ids
+    auth.users has. They are copied from the committed extract files on first use, in a fresh file,
+    so a resumed run looks up exactly what an uninterrupted one did. A profile comes back as the dict
+    of the columns its extract has (the deciders tell a missing column from a NULL one).
     """
 
-    def __init__(self) -> None:
-        self._columns: dict[str, tuple[str, ...]] = {}
-        self._rows: dict[str, tuple[tuple[str, ...], tuple[Any, ...]]] = {}
+    def __init__(self, scratch: Scratch, run: RunDir, manifest: Manifest, plan: TablePlan, hash_col: str) -> None:
+        self._scratch = scratch
+        self._run, self._manifest, self._plan, self._hash_col = run, manifest, plan, hash_col
+        self._shapes: list[tuple[str, ...]] = []  # the column names of each extra source, by index
+        self._columns = list(dict.fromkeys((*_PROFILE_COLUMNS, hash_col)))
+        self._tables: tuple[str, str] | None = None
 
-    def __len__(self) -> int:
-        return len(self._rows)
+    def _built(self) -> tuple[str, str]:
+        if self._tables is not None:
+            return self._tables
+        sc = self._scratch
+        profiles, auth = sc.new_table("profiles"), sc.new_table("auth_ids")
+        cols = ", ".join(f"c{k}" for k in range(len(self._columns)))
+        sc.db.execute(f"CREATE TABLE {profiles} (id TEXT PRIMARY KEY, shape INTEGER NOT NULL, {cols}) WITHOUT ROWID")
+        sc.db.execute(f"CREATE TABLE {auth} (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        marks = ", ".join("?" * (len(self._columns) + 2))
+        for extra in self._plan.extra_sources:
+            names = {x.name for x in extra.extract_columns}
+            wanted = tuple(c for c in self._columns if c in names)
+            self._shapes.append(wanted)
+            shape = len(self._shapes) - 1
+            for b in extract_batches(self._run, self._manifest, extra.qualified, "profiles-"):
+                t = pq.read_table(b.extract_file, columns=list(wanted))
+                lists = [t.column(c).to_pylist() if c in wanted else [None] * t.num_rows for c in self._columns]
+                ids = [str(v) for v in t.column("id").to_pylist()]
+                # a later row with the same id replaces an earlier one, as in a dict
+                sc.write(f"INSERT OR REPLACE INTO {profiles} VALUES ({marks})",
+                         zip(ids, [shape] * t.num_rows, *lists, strict=True))
+        if self._plan.source is not None:
+            for b in extract_batches(self._run, self._manifest, self._plan.source.qualified, "auth-"):
+                ids = pq.read_table(b.extract_file, columns=["id"]).column(0).to_pylist()
+                sc.write(f"INSERT OR IGNORE INTO {auth} VALUES (?)", ((str(v),) for v in ids))
+        self._tables = (profiles, auth)
+        return self._tables
 
-    def add_table(self, table: pa.Table) -> None:
-        names = tuple(table.column_names)
-        names = self._columns.setdefault(",".join(names), names)  # one shared names tuple
-        at = names.index("id")
-        for values in zip(*(table.column(c).to_pylist() for c in names), strict=True):
-            self._rows[str(values[at])] = (names, values)
+    def _profile(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        names = self._shapes[row[1]]
+        return {c: v for c, v in zip(self._columns, row[2:], strict=True) if c in names}
 
-    def get(self, uid: str) -> dict[str, Any] | None:
-        found = self._rows.get(uid)
-        return None if found is None else dict(zip(found[0], found[1], strict=True))
+    def profiles(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The profile of each of ids that has one."""
+        profiles, _ = self._built()
+        rows = self._scratch.db.execute(f"SELECT * FROM {profiles} WHERE id IN (SELECT value FROM json_each(?))",
+                                        (json_values(ids),))
+        return {r[0]: self._profile(r) for r in rows}
 
-    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        for uid, (names, values) in self._rows.items():
-            yield uid, dict(zip(names, values, strict=True))
+    def in_auth(self, ids: list[str]) -> set[str]:
+        """Those of ids that are auth.users ids."""
+        _, auth = self._built()
+        rows = self._scratch.db.execute(f"SELECT id FROM {auth} WHERE id IN (SELECT value FROM json_each(?))",
+                                        (json_values(ids),))
+        return {r[0] for r in rows}
+
+    def profile_only(self) -> Iterator[list[dict[str, Any]]]:
+        """Every profile whose id auth.users does not have, a block at a time."""
+        profiles, auth = self._built()
+        cur = self._scratch.db.execute(f"SELECT * FROM {profiles} WHERE id NOT IN (SELECT id FROM {auth})")
+        for rows in fetch_in_chunks(cur):
+            yield [self._profile(r) for r in rows]
 
 
-def _read_profiles(run: RunDir, manifest: Manifest, plan: TablePlan, hash_col: str
-                   ) -> tuple[list[BatchInput], Profiles]:
-    profiles = Profiles()
+def _profile_inputs(run: RunDir, manifest: Manifest, plan: TablePlan) -> list[BatchInput]:
     inputs: list[BatchInput] = []
-    for extra in plan.extra_sources:
+    for extra in plan.extra_sources:  # the last extra source's batches are the profile-only batches
         inputs = extract_batches(run, manifest, extra.qualified, "profiles-")
-        names = {x.name for x in extra.extract_columns}
-        wanted = [c for c in (*_PROFILE_COLUMNS, hash_col) if c in names]
-        for b in inputs:
-            profiles.add_table(pq.read_table(b.extract_file, columns=wanted))
-    return inputs, profiles
+    return inputs
 
 
 def users_inputs_and_stager(
-    plan: TablePlan, config: Config, run: RunDir, manifest: Manifest
+    plan: TablePlan, config: Config, run: RunDir, manifest: Manifest, scratch: Scratch
 ) -> tuple[list[BatchInput], StageFn]:
     """Batches: every auth.users extract batch, then every profiles batch (profile-only users)."""
     uc = config.users
@@ -137,22 +173,22 @@ def users_inputs_and_stager(
     now = run_started(manifest)
     allowed = _allowed_categories(plan)
     inputs: list[BatchInput] = []
-    auth_ids: set[str] = set()
     if plan.source is not None:
         inputs += extract_batches(run, manifest, plan.source.qualified, "auth-")
-        for b in inputs:
-            auth_ids.update(str(v) for v in pq.read_table(b.extract_file, columns=["id"]).column(0).to_pylist())
-    prof_inputs, profiles = _read_profiles(run, manifest, plan, uc.profile_hash_column)
-    inputs += prof_inputs
+    inputs += _profile_inputs(run, manifest, plan)
+    sources = UserSources(scratch, run, manifest, plan, uc.profile_hash_column)
 
     def stage(b: BatchInput, data: pa.Table) -> Staged:
         if b.batch_id.startswith("auth-"):
             raw = data.to_pylist()
             keys = row_keys(data, ("id",), b.offset)
+            profiles = sources.profiles([str(r["id"]) for r in raw])
             decisions = [decide_auth_user(r, profiles.get(str(r["id"])), policy, now, allowed_categories=allowed,
                                           profile_hash_column=uc.profile_hash_column) for r in raw]
         else:
-            raw = [r for r in data.to_pylist() if str(r["id"]) not in auth_ids]
+            everyone = data.to_pylist()
+            auth_ids = sources.in_auth([str(r["id"]) for r in everyone])
+            raw = [r for r in everyone if str(r["id"]) not in auth_ids]
             keys = [str(r["id"]) for r in raw]
             decisions = [decide_profile_user(r, policy, allowed_categories=allowed,
                                              profile_hash_column=uc.profile_hash_column) for r in raw]
@@ -285,18 +321,20 @@ def auth_census(
     now = run_started(manifest)
     allowed = _allowed_categories(up)
     census = AuthCensus()
-    _, profiles = _read_profiles(run, manifest, up, uc.profile_hash_column)
-    auth_ids: set[str] = set()
-    if up.source is not None:
-        for b in extract_batches(run, manifest, up.source.qualified, "auth-"):
-            for r in pq.read_table(b.extract_file).to_pylist():
-                auth_ids.add(str(r["id"]))
-                census.add(decide_auth_user(r, profiles.get(str(r["id"])), policy, now, allowed_categories=allowed,
-                                            profile_hash_column=uc.profile_hash_column), "auth")
-    for _uid, r in profiles.items():
-        if str(r["id"]) not in auth_ids:
-            census.add(decide_profile_user(r, policy, allowed_categories=allowed,
-                                           profile_hash_column=uc.profile_hash_column), "profiles")
+    with Scratch(run, f"{up.name}.census") as scratch:
+        sources = UserSources(scratch, run, manifest, up, uc.profile_hash_column)
+        if up.source is not None:
+            for b in extract_batches(run, manifest, up.source.qualified, "auth-"):
+                rows = pq.read_table(b.extract_file).to_pylist()
+                profiles = sources.profiles([str(r["id"]) for r in rows])
+                for r in rows:
+                    census.add(decide_auth_user(r, profiles.get(str(r["id"])), policy, now,
+                                                allowed_categories=allowed,
+                                                profile_hash_column=uc.profile_hash_column), "auth")
+        for block in sources.profile_only():
+            for r in block:
+                census.add(decide_profile_user(r, policy, allowed_categories=allowed,
+                                               profile_hash_column=uc.profile_hash_column), "profiles")
     out = census.as_dict()
     out["policies"] = {k: getattr(uc, k) for k in ("soft_deleted", "anonymous", "sso", "banned", "missing_hash",
                                                   "other_algorithms", "hash_precedence")}
