@@ -264,7 +264,8 @@ class SeenValues:
             if value in self._named:
                 return _key_text(value)
             return self._other.get(value)
-        return self._found([value]).get(value) if not _is_nan(value) else None
+        found = self._found([value]) if not _is_nan(value) else {}
+        return None if value not in found else found[value] or _key_text(value)
 
     def add(self, value: Any, row: str) -> None:
         """Record value as taken by row, unless it is taken already (the first row stays)."""
@@ -317,19 +318,19 @@ class SeenValues:
                             ((*self._params(v), r) for v, r in taken))
         self._size += len(taken)
 
-    def _found(self, values: Iterable[Any]) -> dict[Any, str]:
-        """The values of this batch already taken, each with its first row (one join in SQLite)."""
+    def _found(self, values: Iterable[Any]) -> dict[Any, str | None]:
+        """The values of this batch already taken, each with its first row, None for a row named by
+        the value itself (named from the value asked, as the set does). One join in SQLite."""
         assert self._scratch is not None and self._table is not None
         db, probe, cols = self._scratch.db, f"temp.probe_{self._table}", self._columns()
         self._scratch.write(f"INSERT OR IGNORE INTO {probe} VALUES ({', '.join('?' * self._width)})",
                             (self._params(v) for v in values))
         on = " AND ".join(f"s.{c} = p.{c}" for c in cols)
-        found: dict[Any, str] = {}
+        found: dict[Any, str | None] = {}
         try:
             for r in db.execute(f"SELECT {', '.join('s.' + c for c in cols)}, s.row "
                                 f"FROM {probe} p JOIN {self._table} s ON {on}"):
-                value = r[0] if self._width == 1 else tuple(r[:-1])
-                found[value] = _key_text(value) if r[-1] is None else r[-1]
+                found[r[0] if self._width == 1 else tuple(r[:-1])] = r[-1]
         finally:
             db.execute(f"DELETE FROM {probe}")
         return found
@@ -340,11 +341,15 @@ class SeenValues:
         new: list[tuple[Any, str | None]] = []
         out: list[str | None] = []
         for value, row, ok in zip(values, rows, fresh, strict=True):
-            first = taken.get(value) if ok else None
-            out.append(first)
-            if first is None and ok:
-                taken[value] = row
-                new.append((value, None if row == _key_text(value) else row))
+            if not ok:
+                out.append(None)
+            elif value in taken:
+                out.append(taken[value] or _key_text(value))
+            else:
+                out.append(None)
+                named = row == _key_text(value)
+                taken[value] = None if named else row
+                new.append((value, None if named else row))
         if new:
             self._insert(new)
         return out

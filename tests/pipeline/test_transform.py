@@ -6,20 +6,35 @@ same way a run hands them from one table to the next.
 
 from __future__ import annotations
 
+import gc
 import json
+import random
+import tracemalloc
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import parse_config
 from pipeline.plan import TablePlan, build_plan
 from pipeline.runs import Manifest, RunDir, atomic_write_bytes, atomic_write_parquet
+from pipeline.scratch import Scratch
 from pipeline.sources.base import Column, TableInfo
 from pipeline.target import TargetSchema, load_target_schema
-from pipeline.transform import TableState, TransformContext, finish_batch, stage_table_batch
+from pipeline.transform import (
+    SeenValues,
+    TableState,
+    TransformContext,
+    _key_text,
+    finish_batch,
+    stage_table_batch,
+    transform_table,
+)
 from tests.pipeline.conftest import MIGRATIONS
+from tests.support.synthetic_users import UsersRun, make_users, user_uuid, users_run, write_extract
 from transforms.policy import TypePolicy
 
 U1, U2, U_REJ, U_GONE = (f"00000000-0000-4000-8000-00000000000{n}" for n in range(1, 5))
@@ -242,3 +257,115 @@ def test_foreign_key_lookup_from_the_smaller_side_equals_is_in() -> None:
     assert got == [True, False, False, True, False]
     ints = pa.array(list(range(0, 100_000, 3)), pa.int64())
     assert _present_in(pa.array([3, 4, 99_999], pa.int64()), ints).to_pylist() == [True, False, True]
+
+
+# Unique values spilled to the scratch file ------------------------------------------------------------
+def _value_batches(kind: str, seed: int) -> list[tuple[list[Any], list[str]]]:
+    """Batches of (values, row names) with repeats inside a batch and across batches, unordered."""
+    rng = random.Random(seed)
+    pools: dict[str, list[Any]] = {
+        "text": [f"User{n}@x" if n % 3 else f"user{n}@x" for n in range(300)],
+        "integer": list(range(-50, 250)),
+        "blob": [bytes([n % 7, n % 11, n]) for n in range(256)],
+        "pair": [(rid(n % 120), ("editor", "client", "agency")[n % 3]) for n in range(300)],
+        "real": [0.0, -0.0, 1.5, float("nan"), *[n / 4 for n in range(200)]],
+    }
+    pool = pools[kind]
+    out = []
+    for b in range(8):
+        values = [rng.choice(pool) for _ in range(60)]
+        if kind == "real":  # new float objects, as to_pylist makes them (a NaN is only ever itself)
+            values = pa.array(values, pa.float64()).to_pylist()
+        # about half the rows are named by their own value (a primary key), the rest by another key
+        rows = [_key_text(v) if rng.random() < 0.5 else f"row {b}-{i}" for i, v in enumerate(values)]
+        out.append((values, rows))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["text", "integer", "blob", "pair", "real"])
+@pytest.mark.parametrize("limit", [0, 25])
+def test_seen_values_on_disk_answer_as_in_memory(tmp_path: Path, kind: str, limit: int) -> None:
+    run = RunDir.in_runs(tmp_path / "runs", "r").create()
+    memory = SeenValues()
+    with Scratch(run, "t") as scratch:
+        disk = SeenValues(scratch, limit=limit)
+        for values, rows in _value_batches(kind, seed=limit + len(kind)):
+            assert disk.claim(values, rows) == memory.claim(values, rows)
+        assert disk.spilled and not memory.spilled
+        for values, _ in _value_batches(kind, seed=99):
+            assert [disk.first(v) for v in values] == [memory.first(v) for v in values]
+        if kind != "real":  # NaN is never kept: it equals nothing
+            assert len(disk) == len(memory)
+
+
+def test_seen_values_stay_in_memory_without_a_scratch_file_or_below_the_limit(tmp_path: Path) -> None:
+    run = RunDir.in_runs(tmp_path / "runs", "r").create()
+    with Scratch(run, "t") as scratch:
+        small = SeenValues(scratch, limit=1000)
+        small.claim(["a", "b"], ["1", "2"])
+        assert not small.spilled and not scratch.opened
+        unbounded = SeenValues(limit=0)
+        unbounded.claim(["a", "b"], ["1", "2"])
+        assert not unbounded.spilled
+
+
+def _roles_run(tmp_path: Path, n_roles: int, users: int = 400, seed: int = 3) -> UsersRun:
+    """A run with `users` auth users and n_roles user_roles rows, in no key order, with repeated pairs."""
+    auth, profiles = make_users(users)
+    rng = random.Random(seed)
+    roles = []
+    for k in range(n_roles):
+        user = user_uuid(rng.randrange(users + 20))  # some users never existed: orphans
+        roles.append({"id": rid(k), "user_id": user, "role": rng.choice(APP_ROLE),
+                      "created_at": "2024-03-01 10:00:00+02"})
+    rng.shuffle(roles)
+    ur = users_run(tmp_path, auth, profiles, batch_rows=200, tables=(USER_ROLES,),
+                   extra_config={"tables": {"user_roles": {"enum_map": {"role": {"admin": "__reject__"}}}}})
+    write_extract(ur, USER_ROLES, roles, batch_rows=200)
+    return ur
+
+
+def _transform_roles(ur: UsersRun) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ctx = TransformContext(ur.run, ur.manifest)
+    for name in ("users", "user_roles"):
+        transform_table(next(t for t in ur.all_plans if t.name == name), ur.config, ur.run, ur.manifest, ctx)
+    rows: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
+    for _bid, e in sorted(ur.manifest.transform_state("user_roles")["batches"].items()):
+        rows += pq.read_table(ur.run.root / e["file"]).to_pylist()
+        if e["rejects_file"]:
+            rejects += [json.loads(x) for x in (ur.run.root / e["rejects_file"]).read_text().splitlines()]
+    return rows, rejects
+
+
+def test_user_roles_pairs_spilled_or_in_memory_give_the_same_verdicts(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    results = []
+    for limit in (10**9, 50):
+        monkeypatch.setattr("pipeline.transform.SPILL_VALUES", limit)
+        results.append(_transform_roles(_roles_run(tmp_path / str(limit), 1500)))
+    assert results[0] == results[1]
+    reasons = Counter(r["code"] for r in results[0][1])
+    assert reasons["duplicate"] > 50 and reasons["orphan"] > 10 and reasons["enum_rejected"] > 10
+    assert any("unique (user_id, role) of user_roles: already used by row " in r["reason"] for r in results[0][1])
+
+
+def test_unordered_unique_keys_memory_does_not_grow_with_the_table(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """user_roles with shuffled ids and (user_id, role) pairs: peak Python allocation for 1,500 vs
+    6,000 rows is flat (both SeenValues sets grew it ~2x before they could spill)."""
+    monkeypatch.setattr("pipeline.transform.SPILL_VALUES", 500)
+    peaks = []
+    for n in (1500, 6000):
+        ur = _roles_run(tmp_path / str(n), n, users=2000)
+        ctx = TransformContext(ur.run, ur.manifest)
+        transform_table(ur.plan, ur.config, ur.run, ur.manifest, ctx)
+        roles = next(t for t in ur.all_plans if t.name == "user_roles")
+        gc.collect()
+        tracemalloc.start()
+        try:
+            transform_table(roles, ur.config, ur.run, ur.manifest, ctx)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] < 1.4 * peaks[0], peaks
