@@ -369,3 +369,75 @@ def test_unordered_unique_keys_memory_does_not_grow_with_the_table(tmp_path: Pat
         finally:
             tracemalloc.stop()
     assert peaks[1] < 1.4 * peaks[0], peaks
+
+
+PROJECTS = TableInfo("public", "projects", (Column("id", "uuid"), Column("name", "text"),
+                                             Column("creator_id", "uuid"), Column("parent_project_id", "uuid")),
+                     ("id",))
+
+
+def _old_closure(plan: TablePlan, inputs: list[Any], stage_fn: Any, ctx: TransformContext) -> set[str]:
+    """The self-reference closure as it was computed in memory (a walk up each row's parent chain)."""
+    from pipeline.transform import _without_self_fks
+
+    probe = TablePlan(target=_without_self_fks(plan), kind=plan.kind, rule=plan.rule, source=plan.source,
+                      columns=plan.columns, extra_sources=plan.extra_sources)
+    state, parents, alive = TableState(), {}, set()
+    for b in inputs:
+        table = finish_batch(probe, stage_fn(b, pq.read_table(b.extract_file)), TypePolicy(), ctx, state)
+        for i, p in zip(table.column("id").to_pylist(), table.column("parent_project_id").to_pylist(), strict=True):
+            alive.add(str(i))
+            parents[str(i)] = None if p is None else str(p)
+    ok: dict[str, bool] = {}
+
+    def settle(node: str) -> bool:
+        chain: list[str] = []
+        cur: str | None = node
+        verdict = True
+        while cur is not None:
+            if cur in ok:
+                verdict = ok[cur]
+                break
+            if cur not in alive or cur in chain:
+                verdict = False
+                break
+            chain.append(cur)
+            cur = parents.get(cur)
+        for c in chain:
+            ok[c] = verdict
+        return verdict
+
+    return {n for n in alive if settle(n)}
+
+
+def test_self_reference_closure_in_the_scratch_file_settles_as_the_walk_in_memory(tmp_path: Path) -> None:
+    from pipeline.transform import _inputs_and_stager, _self_reference_closure
+
+    rng = random.Random(11)
+    n = 900
+    rows = []
+    for k in range(n):
+        parent = None
+        r = rng.random()
+        if r < 0.5:
+            parent = rid(rng.randrange(n))  # anywhere: later batches, itself, cycles
+        elif r < 0.55:
+            parent = rid(n + k)  # no such project
+        rows.append({"id": rid(k), "name": None if k % 23 == 0 else f"p{k}",  # nameless: rejected
+                     "creator_id": user_uuid(k % 50), "parent_project_id": parent})
+    rows[10]["parent_project_id"], rows[11]["parent_project_id"] = rid(11), rid(10)  # a two-row cycle
+    rows[12]["parent_project_id"] = rid(12)
+    rng.shuffle(rows)
+    ur = users_run(tmp_path, *make_users(60), batch_rows=100, tables=(PROJECTS,))
+    write_extract(ur, PROJECTS, rows, batch_rows=100)
+    ctx = TransformContext(ur.run, ur.manifest)
+    transform_table(ur.plan, ur.config, ur.run, ur.manifest, ctx)
+    plan = next(t for t in ur.all_plans if t.name == "projects")
+    with Scratch(ur.run, "projects") as scratch:
+        inputs, stage_fn = _inputs_and_stager(plan, ur.config, ur.run, ur.manifest, ctx, scratch)
+        settled = _self_reference_closure(plan, inputs, stage_fn, TypePolicy(), ctx, scratch)
+        every = pa.array([rid(k) for k in range(2 * n)])
+        got = set(settled.accepted("parent_project_id", every).to_pylist())
+    expected = _old_closure(plan, inputs, stage_fn, ctx)
+    assert got == expected
+    assert rid(10) not in got and rid(12) not in got and 100 < len(got) < n
