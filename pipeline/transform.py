@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,16 @@ def _key_text(value: Any) -> str:
 SPILL_VALUES = 25_000  # a unique constraint's values move to the scratch file past this many
 
 
+def _named_by(value: Any, row: str) -> bool:
+    """row == _key_text(value), without building the text where it cannot be equal (hot: every
+    value a unique constraint takes is asked)."""
+    if type(value) is str:
+        return row == value
+    if isinstance(value, tuple) and not row.startswith("("):
+        return False
+    return row == _key_text(value)
+
+
 def _is_nan(value: Any) -> bool:
     """NaN equals nothing, itself included: a NaN value never collides (as in a Python set)."""
     if isinstance(value, tuple):
@@ -240,7 +251,7 @@ class SeenValues:
     == does for the str, bytes, int and float a typed Arrow column yields.
     """
 
-    __slots__ = ("_limit", "_named", "_other", "_scratch", "_size", "_table", "_width")
+    __slots__ = ("_as_json", "_limit", "_named", "_other", "_scratch", "_size", "_table", "_width")
 
     def __init__(self, scratch: Scratch | None = None, limit: int | None = None) -> None:
         self._named: set[Any] = set()
@@ -249,6 +260,7 @@ class SeenValues:
         self._limit = SPILL_VALUES if limit is None else limit
         self._table: str | None = None
         self._width = 1
+        self._as_json = False
         self._size = 0
 
     def __len__(self) -> int:
@@ -285,7 +297,7 @@ class SeenValues:
             first = other.get(value)
             out.append(first)
             if first is None:
-                if row == _key_text(value):
+                if _named_by(value, row):
                     named.add(value)
                 else:
                     other[value] = row
@@ -298,11 +310,15 @@ class SeenValues:
 
     def _spill(self, scratch: Scratch) -> None:
         first = next(iter(self._named), None) if self._named else next(iter(self._other))
-        self._width = len(first) if isinstance(first, tuple) else 1
+        parts = first if isinstance(first, tuple) else (first,)
+        self._width = len(parts)
+        # text and integers (the usual keys) travel as one JSON parameter per batch, parsed in C;
+        # others (blobs, reals) row by row through executemany. A column's type is fixed by Arrow.
+        self._as_json = all(type(x) in (str, int) for x in parts)
         self._table = scratch.new_table("seen")
         cols = ", ".join(self._columns())
         scratch.db.execute(f"CREATE TABLE {self._table} ({cols}, row TEXT, PRIMARY KEY ({cols})) WITHOUT ROWID")
-        scratch.db.execute(f"CREATE TEMP TABLE probe_{self._table} ({cols}, PRIMARY KEY ({cols})) WITHOUT ROWID")
+        scratch.db.execute(f"CREATE TEMP TABLE probe_{self._table} ({cols})")  # no key: the join uses the set's
         self._size = 0
         self._insert([(v, None) for v in self._named if not _is_nan(v)])
         self._insert([(v, r) for v, r in self._other.items() if not _is_nan(v)])
@@ -313,9 +329,14 @@ class SeenValues:
 
     def _insert(self, taken: list[tuple[Any, str | None]]) -> None:
         assert self._scratch is not None and self._table is not None
-        marks = ", ".join("?" * (self._width + 1))
-        self._scratch.write(f"INSERT INTO {self._table} VALUES ({marks})",
-                            ((*self._params(v), r) for v, r in taken))
+        if self._as_json:
+            picks = ", ".join(f"json_extract(value, '$[{k}]')" for k in range(self._width + 1))
+            self._scratch.write(f"INSERT INTO {self._table} SELECT {picks} FROM json_each(?)",
+                                [(json_values([*self._params(v), r] for v, r in taken),)])
+        else:
+            marks = ", ".join("?" * (self._width + 1))
+            self._scratch.write(f"INSERT INTO {self._table} VALUES ({marks})",
+                                ((*self._params(v), r) for v, r in taken))
         self._size += len(taken)
 
     def _found(self, values: Iterable[Any]) -> dict[Any, str | None]:
@@ -323,20 +344,26 @@ class SeenValues:
         the value itself (named from the value asked, as the set does). One join in SQLite."""
         assert self._scratch is not None and self._table is not None
         db, probe, cols = self._scratch.db, f"temp.probe_{self._table}", self._columns()
-        self._scratch.write(f"INSERT OR IGNORE INTO {probe} VALUES ({', '.join('?' * self._width)})",
+        names = ", ".join("s." + c for c in cols)
+        if self._as_json:
+            on = " AND ".join(f"s.{c} = json_extract(j.value, '$[{k}]')" for k, c in enumerate(cols))
+            sql = (f"SELECT {names}, s.row FROM {self._table} s WHERE s.v0 IN (SELECT value FROM json_each(?))"
+                   if self._width == 1 else f"SELECT {names}, s.row FROM json_each(?) j JOIN {self._table} s ON {on}")
+            return {r[0] if self._width == 1 else tuple(r[:-1]): r[-1]
+                    for r in db.execute(sql, (json_values(values),))}
+        self._scratch.write(f"INSERT INTO {probe} VALUES ({', '.join('?' * self._width)})",
                             (self._params(v) for v in values))
         on = " AND ".join(f"s.{c} = p.{c}" for c in cols)
         found: dict[Any, str | None] = {}
         try:
-            for r in db.execute(f"SELECT {', '.join('s.' + c for c in cols)}, s.row "
-                                f"FROM {probe} p JOIN {self._table} s ON {on}"):
+            for r in db.execute(f"SELECT {names}, s.row FROM {probe} p JOIN {self._table} s ON {on}"):
                 found[r[0] if self._width == 1 else tuple(r[:-1])] = r[-1]
         finally:
             db.execute(f"DELETE FROM {probe}")
         return found
 
     def _claim_on_disk(self, values: Sequence[Any], rows: Sequence[str]) -> list[str | None]:
-        fresh = [not _is_nan(v) for v in values]
+        fresh = [True] * len(values) if self._as_json else [not _is_nan(v) for v in values]
         taken = self._found(v for v, ok in zip(values, fresh, strict=True) if ok)
         new: list[tuple[Any, str | None]] = []
         out: list[str | None] = []
@@ -347,10 +374,11 @@ class SeenValues:
                 out.append(taken[value] or _key_text(value))
             else:
                 out.append(None)
-                named = row == _key_text(value)
+                named = _named_by(value, row)
                 taken[value] = None if named else row
                 new.append((value, None if named else row))
         if new:
+            new.sort(key=itemgetter(0))  # B-tree inserts in key order touch each page once
             self._insert(new)
         return out
 

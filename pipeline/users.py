@@ -13,8 +13,9 @@ import io
 import os
 import secrets
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,8 @@ class UserSources:
     def __init__(self, scratch: Scratch, run: RunDir, manifest: Manifest, plan: TablePlan, hash_col: str) -> None:
         self._scratch = scratch
         self._run, self._manifest, self._plan, self._hash_col = run, manifest, plan, hash_col
-        self._shapes: list[tuple[str, ...]] = []  # the column names of each extra source, by index
+        # per extra source (by index): its column names, and what picks their values out of a stored row
+        self._shapes: list[tuple[tuple[str, ...], Callable[[tuple[Any, ...]], tuple[Any, ...]]]] = []
         self._columns = list(dict.fromkeys((*_PROFILE_COLUMNS, hash_col)))
         self._tables: tuple[str, str] | None = None
 
@@ -115,7 +117,10 @@ class UserSources:
         for extra in self._plan.extra_sources:
             names = {x.name for x in extra.extract_columns}
             wanted = tuple(c for c in self._columns if c in names)
-            self._shapes.append(wanted)
+            # a row is (id, shape, c0, c1, ...): the picker takes the columns this shape has, in order
+            places = [2 + self._columns.index(c) for c in wanted]
+            pick = itemgetter(*places) if len(places) > 1 else (lambda row, k=places[0]: (row[k],))
+            self._shapes.append((wanted, pick))
             shape = len(self._shapes) - 1
             for b in extract_batches(self._run, self._manifest, extra.qualified, "profiles-"):
                 t = pq.read_table(b.extract_file, columns=list(wanted))
@@ -132,8 +137,8 @@ class UserSources:
         return self._tables
 
     def _profile(self, row: tuple[Any, ...]) -> dict[str, Any]:
-        names = self._shapes[row[1]]
-        return {c: v for c, v in zip(self._columns, row[2:], strict=True) if c in names}
+        names, pick = self._shapes[row[1]]
+        return dict(zip(names, pick(row), strict=True))
 
     def profiles(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The profile of each of ids that has one."""
