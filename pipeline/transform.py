@@ -860,6 +860,8 @@ def _self_reference_closure(
     nodes = {fk.columns[0]: scratch.new_table("nodes") for fk in self_fks}
     for table in nodes.values():
         db.execute(f"CREATE TABLE {table} (id TEXT PRIMARY KEY, parent TEXT) WITHOUT ROWID")
+        # built row by row: a CREATE INDEX afterwards would sort the whole table in temp (memory) storage
+        db.execute(f"CREATE INDEX {table}_parent ON {table} (parent)")
     for b in inputs:
         staged = stage_fn(b, pq.read_table(b.extract_file))
         table = finish_batch(probe_plan, staged, policy, ctx, state)
@@ -871,7 +873,6 @@ def _self_reference_closure(
     settled: dict[str, str] = {}
     for col, name in nodes.items():
         good = settled[col] = scratch.new_table("settled")
-        db.execute(f"CREATE INDEX {name}_parent ON {name} (parent)")
         db.execute(f"CREATE TABLE {good} (id TEXT PRIMARY KEY, generation INTEGER NOT NULL) WITHOUT ROWID")
         db.execute(f"CREATE INDEX {good}_generation ON {good} (generation)")
         db.execute(f"INSERT INTO {good} SELECT id, 0 FROM {name} WHERE parent IS NULL")
