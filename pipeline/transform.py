@@ -389,8 +389,8 @@ class UniqueGuard:
     Tables are extracted in primary-key order, so a key column usually arrives strictly increasing:
     then no value can repeat, and the largest one is all there is to keep. Only when a batch breaks
     the order (or the column is not text or integer) are the values taken so far read back from the
-    committed batches (`reload`) into a `SeenValues`, which is exact and from then on grows with the
-    table. Without a `reload` the guard keeps every value from the start.
+    committed batches (`reload`) into a `SeenValues`, which is exact and, past `SPILL_VALUES`, keeps
+    them in the table's scratch file. Without a `reload` the guard keeps every value from the start.
     """
 
     __slots__ = ("_last", "_reload", "_seen")

@@ -99,7 +99,7 @@ class UserSources:
 
     def __init__(self, scratch: Scratch, run: RunDir, manifest: Manifest, plan: TablePlan, hash_col: str) -> None:
         self._scratch = scratch
-        self._run, self._manifest, self._plan, self._hash_col = run, manifest, plan, hash_col
+        self._run, self._manifest, self._plan = run, manifest, plan
         # per extra source (by index): its column names, and what picks their values out of a stored row
         self._shapes: list[tuple[tuple[str, ...], Callable[[tuple[Any, ...]], tuple[Any, ...]]]] = []
         self._columns = list(dict.fromkeys((*_PROFILE_COLUMNS, hash_col)))
