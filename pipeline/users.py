@@ -13,7 +13,7 @@ import io
 import os
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
@@ -173,58 +173,90 @@ def users_inputs_and_stager(
     plan: TablePlan, config: Config, run: RunDir, manifest: Manifest, scratch: Scratch
 ) -> tuple[list[BatchInput], StageFn]:
     """Batches: every auth.users extract batch, then every profiles batch (profile-only users)."""
-    uc = config.users
-    policy = auth_policy(config)
-    now = run_started(manifest)
-    allowed = _allowed_categories(plan)
     inputs: list[BatchInput] = []
     if plan.source is not None:
         inputs += extract_batches(run, manifest, plan.source.qualified, "auth-")
     inputs += _profile_inputs(run, manifest, plan)
-    sources = UserSources(scratch, run, manifest, plan, uc.profile_hash_column)
+    sources = UserSources(scratch, run, manifest, plan, config.users.profile_hash_column)
+    decide_auth, decide_profiles = _deciders(plan, config, manifest, sources)
 
     def stage(b: BatchInput, data: pa.Table) -> Staged:
         if b.batch_id.startswith("auth-"):
-            raw = data.to_pylist()
-            keys = row_keys(data, ("id",), b.offset)
-            profiles = sources.profiles([str(r["id"]) for r in raw])
-            decisions = [decide_auth_user(r, profiles.get(str(r["id"])), policy, now, allowed_categories=allowed,
-                                          profile_hash_column=uc.profile_hash_column) for r in raw]
-        else:
-            everyone = data.to_pylist()
-            auth_ids = sources.in_auth([str(r["id"]) for r in everyone])
-            raw = [r for r in everyone if str(r["id"]) not in auth_ids]
-            keys = [str(r["id"]) for r in raw]
-            decisions = [decide_profile_user(r, policy, allowed_categories=allowed,
-                                             profile_hash_column=uc.profile_hash_column) for r in raw]
-        return _staged(decisions, raw, keys)
+            return _staged(_decided_in_chunks(data, decide_auth), data, row_keys(data, ("id",), b.offset))
+        ids = [str(v) for v in data.column("id").to_pylist()]
+        in_auth = sources.in_auth(ids)
+        rest = data.filter(pa.array([i not in in_auth for i in ids], pa.bool_()))
+        return _staged(_decided_in_chunks(rest, decide_profiles), rest, [i for i in ids if i not in in_auth])
 
     return inputs, stage
 
 
-def _staged(decisions: list[UserDecision], raw: list[dict[str, Any]], keys: list[str]) -> Staged:
-    cols = {c: pa.array([d.row.get(c) for d in decisions], pa.string()) for c in SOURCE_COLUMNS}
-    staged = Staged(columns=cols, source_columns=dict(SOURCE_COLUMNS), keys=keys, raw=raw, raw_table=pa.table({}))
+Decide = Callable[[list[dict[str, Any]]], list[UserDecision]]
+
+
+def _deciders(plan: TablePlan, config: Config, manifest: Manifest, sources: UserSources) -> tuple[Decide, Decide]:
+    """How a slice of auth.users rows and a slice of profile-only rows are decided: one definition
+    for the transform and the census, so the census counts exactly what the transform did."""
+    uc = config.users
+    policy = auth_policy(config)
+    now = run_started(manifest)
+    allowed = _allowed_categories(plan)
+
+    def decide_auth(rows: list[dict[str, Any]]) -> list[UserDecision]:
+        profiles = sources.profiles([str(r["id"]) for r in rows])
+        return [decide_auth_user(r, profiles.get(str(r["id"])), policy, now, allowed_categories=allowed,
+                                 profile_hash_column=uc.profile_hash_column) for r in rows]
+
+    def decide_profiles(rows: list[dict[str, Any]]) -> list[UserDecision]:
+        return [decide_profile_user(r, policy, allowed_categories=allowed,
+                                    profile_hash_column=uc.profile_hash_column) for r in rows]
+
+    return decide_auth, decide_profiles
+
+
+DECIDE_ROWS = 2000
+
+
+def _decided_in_chunks(data: pa.Table, decide: Decide) -> Iterator[UserDecision]:
+    """Each row's decision, made a slice at a time: a batch of wide auth.users rows as Python dicts
+    (~2 KB each, with their profiles and target rows) cost ~100 MB, a slice of them a few."""
+    for chunk in data.to_batches(max_chunksize=DECIDE_ROWS):
+        yield from decide(chunk.to_pylist())
+
+
+def _staged(decisions: Iterable[UserDecision], raw: pa.Table, keys: list[str]) -> Staged:
+    """The batch's target columns and row fates; `raw` holds the source rows, read back only for
+    the rejected ones (their rejects lines)."""
+    values: dict[str, list[Any]] = {c: [] for c in SOURCE_COLUMNS}
+    fates: list[tuple[int, UserDecision]] = []
+    notes: Counter[str] = Counter()
     for i, d in enumerate(decisions):
+        for c, taken in values.items():
+            taken.append(d.row.get(c))
         if d.fate is not None:
-            kind, reason, column = d.fate
-            if kind == "filter":
-                staged.filtered[i] = reason
-            else:
-                staged.reject(i, "user_" + (column or "row"), column, reason)
+            fates.append((i, d))
             continue
         if d.reset:
-            staged.notes["password_hash:reset_required"] += 1
+            notes["password_hash:reset_required"] += 1
         if d.kept_other:
-            staged.notes["password_hash:other_algorithm_kept"] += 1
+            notes["password_hash:other_algorithm_kept"] += 1
         if d.origin == "profiles":
-            staged.notes["password_hash:from_profiles"] += 1
+            notes["password_hash:from_profiles"] += 1
         if "profile_only" in d.flags:
-            staged.notes["id:profile_only_user"] += 1
+            notes["id:profile_only_user"] += 1
         if "email_normalized" in d.flags:
-            staged.notes["email:lowercased_or_trimmed"] += 1
+            notes["email:lowercased_or_trimmed"] += 1
         if d.category_defaulted:
-            staged.notes["user_category:defaulted"] += 1
+            notes["user_category:defaulted"] += 1
+    cols = {c: pa.array(v, pa.string()) for c, v in values.items()}
+    staged = Staged(columns=cols, source_columns=dict(SOURCE_COLUMNS), keys=keys, raw_table=raw, notes=notes)
+    for i, d in fates:
+        assert d.fate is not None
+        kind, reason, column = d.fate
+        if kind == "filter":
+            staged.filtered[i] = reason
+        else:
+            staged.reject(i, "user_" + (column or "row"), column, reason)
     return staged
 
 
@@ -269,7 +301,7 @@ def reset_tokens_inputs_and_stager(
         names = {c.name for c in plan.target.columns}
         cols = {c: pa.array(v, pa.string()) for c, v in values.items() if c in names}
         return Staged(columns=cols, source_columns={c: TEXT for c in cols}, keys=ids,
-                      raw=[{"user_id": u} for u in ids], raw_table=pa.table({}))
+                      raw_table=pa.table({"user_id": pa.array(ids, pa.string())}))
 
     return inputs, stage
 
@@ -322,24 +354,17 @@ def auth_census(
     except StopIteration:
         return {}
     uc = config.users
-    policy = auth_policy(config)
-    now = run_started(manifest)
-    allowed = _allowed_categories(up)
     census = AuthCensus()
     with Scratch(run, f"{up.name}.census") as scratch:
         sources = UserSources(scratch, run, manifest, up, uc.profile_hash_column)
+        decide_auth, decide_profiles = _deciders(up, config, manifest, sources)
         if up.source is not None:
             for b in extract_batches(run, manifest, up.source.qualified, "auth-"):
-                rows = pq.read_table(b.extract_file).to_pylist()
-                profiles = sources.profiles([str(r["id"]) for r in rows])
-                for r in rows:
-                    census.add(decide_auth_user(r, profiles.get(str(r["id"])), policy, now,
-                                                allowed_categories=allowed,
-                                                profile_hash_column=uc.profile_hash_column), "auth")
+                for d in _decided_in_chunks(pq.read_table(b.extract_file), decide_auth):
+                    census.add(d, "auth")
         for block in sources.profile_only():
-            for r in block:
-                census.add(decide_profile_user(r, policy, allowed_categories=allowed,
-                                               profile_hash_column=uc.profile_hash_column), "profiles")
+            for d in decide_profiles(block):
+                census.add(d, "profiles")
     out = census.as_dict()
     out["policies"] = {k: getattr(uc, k) for k in ("soft_deleted", "anonymous", "sso", "banned", "missing_hash",
                                                   "other_algorithms", "hash_precedence")}

@@ -373,18 +373,20 @@ def _old_stager(ur: UsersRun) -> Callable[[BatchInput, pa.Table], Staged]:
             keys = row_keys(data, ("id",), b.offset)
             decisions = [decide_auth_user(r, profiles.get(str(r["id"])), policy, now, allowed_categories=allowed,
                                           profile_hash_column=uc.profile_hash_column) for r in raw]
-        else:
-            raw = [r for r in data.to_pylist() if str(r["id"]) not in auth_ids]
-            keys = [str(r["id"]) for r in raw]
-            decisions = [decide_profile_user(r, policy, allowed_categories=allowed,
-                                             profile_hash_column=uc.profile_hash_column) for r in raw]
-        return _staged(decisions, raw, keys)
+            return _staged(decisions, data, keys)
+        kept = [str(r["id"]) not in auth_ids for r in data.to_pylist()]
+        raw = [r for r, k in zip(data.to_pylist(), kept, strict=True) if k]
+        keys = [str(r["id"]) for r in raw]
+        decisions = [decide_profile_user(r, policy, allowed_categories=allowed,
+                                         profile_hash_column=uc.profile_hash_column) for r in raw]
+        return _staged(decisions, data.filter(pa.array(kept, pa.bool_())), keys)
 
     return stage
 
 
 def _staged_facts(s: Staged) -> tuple[Any, ...]:
-    return (s.keys, s.raw, s.errors, s.filtered, s.notes, {c: a.to_pylist() for c, a in s.columns.items()})
+    return (s.keys, s.raw_table.to_pylist(), s.errors, s.filtered, s.notes,
+            {c: a.to_pylist() for c, a in s.columns.items()})
 
 
 def _shuffled(rows: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
