@@ -571,3 +571,22 @@ def test_users_transform_memory_does_not_grow_with_the_users(tmp_path: Path, mon
         ur = users_run(tmp_path / str(n), _shuffled(auth, 8), profiles, batch_rows=250)
         peaks.append(_peak_traced(lambda ur=ur: _transform(ur)))  # type: ignore[misc]
     assert peaks[1] < 1.4 * peaks[0], peaks
+
+
+def test_a_users_batch_is_decided_a_slice_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Peak Python allocation of staging one batch of 3,000 users in 200-row slices against in one
+    slice: the rows as dicts, their profiles and decisions live a slice at a time (a whole batch of
+    them made the users table's peak ~100 MB at the bench's 20k-row batches)."""
+    auth, profiles = make_users(3000)
+    ur = users_run(tmp_path, auth, profiles, batch_rows=3000)
+    peaks = {}
+    for rows in (200, 3000):
+        monkeypatch.setattr("pipeline.users.DECIDE_ROWS", rows)
+        with Scratch(ur.run, "users") as scratch:
+            inputs, stage = users_inputs_and_stager(ur.plan, ur.config, ur.run, ur.manifest, scratch)
+            first = next(b for b in inputs if b.batch_id.startswith("auth-"))
+            data = pq.read_table(first.extract_file)
+            assert data.num_rows > 2000
+            stage(first, data.slice(0, 1))  # the scratch file is built outside the measurement
+            peaks[rows] = _peak_traced(lambda stage=stage, first=first, data=data: stage(first, data))  # type: ignore[misc]
+    assert peaks[200] < 0.6 * peaks[3000], peaks
