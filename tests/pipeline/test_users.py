@@ -408,12 +408,17 @@ def _committed(ur: UsersRun, table: str) -> tuple[list[dict[str, Any]], list[dic
     return rows, rejects, entries
 
 
+def _users_in(tmp_path: Path, n: int, order: str, seed: int) -> UsersRun:
+    """A run folder with n made-up users, extracted in key order or shuffled (64-row batches)."""
+    auth, profiles = make_users(n)
+    if order == "shuffled":
+        auth, profiles = _shuffled(auth, seed), _shuffled(profiles, seed + 1)
+    return users_run(tmp_path, auth, profiles, batch_rows=64)
+
+
 @pytest.mark.parametrize("order", ["key_order", "shuffled"])
 def test_users_builder_from_the_scratch_file_decides_as_the_in_memory_one(tmp_path: Path, order: str) -> None:
-    auth, profiles = make_users(600)
-    if order == "shuffled":
-        auth, profiles = _shuffled(auth, 1), _shuffled(profiles, 2)
-    ur = users_run(tmp_path, auth, profiles, batch_rows=64)
+    ur = _users_in(tmp_path, 600, order, seed=1)
     old = _old_stager(ur)
     with Scratch(ur.run, "users") as scratch:
         inputs, stage = users_inputs_and_stager(ur.plan, ur.config, ur.run, ur.manifest, scratch)
@@ -536,10 +541,7 @@ def _old_census(ur: UsersRun) -> dict[str, Any]:
 
 @pytest.mark.parametrize("order", ["key_order", "shuffled"])
 def test_auth_census_from_the_scratch_file_counts_as_the_in_memory_one(tmp_path: Path, order: str) -> None:
-    auth, profiles = make_users(700)
-    if order == "shuffled":
-        auth, profiles = _shuffled(auth, 6), _shuffled(profiles, 7)
-    ur = users_run(tmp_path, auth, profiles, batch_rows=64)
+    ur = _users_in(tmp_path, 700, order, seed=6)
     _transform(ur)
     from pipeline.plan import MigrationPlan
 
