@@ -75,6 +75,11 @@ class Scratch:
             raise
         db.execute("COMMIT")
 
+    def with_ids(self, table: str, ids: Iterable[Any], columns: str = "*") -> sqlite3.Cursor:
+        """The rows of table (keyed by an `id` column) whose id is one of ids: one query per batch."""
+        return self.db.execute(f"SELECT {columns} FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
+                               (json_values(ids),))
+
     def close(self) -> None:
         """Close and delete the file (also one left by an earlier, killed attempt at the table)."""
         if self._conn is not None:

@@ -844,8 +844,7 @@ class SelfReferences:
         wanted = pc.unique(values.drop_null()).to_pylist()
         if table is None or self._scratch is None or not wanted:
             return pa.array([], pa.string()).cast(values.type)
-        rows = self._scratch.db.execute(f"SELECT id FROM {table} WHERE id IN (SELECT value FROM json_each(?))",
-                                        (json_values(str(v) for v in wanted),))
+        rows = self._scratch.with_ids(table, (str(v) for v in wanted), "id")
         return pa.array(sorted(r[0] for r in rows), pa.string()).cast(values.type)
 
 

@@ -27,7 +27,7 @@ from pipeline.errors import IntegrityError
 from pipeline.logs import get_logger
 from pipeline.plan import MigrationPlan, TablePlan
 from pipeline.runs import Manifest, RunDir, atomic_write_bytes
-from pipeline.scratch import Scratch, fetch_in_chunks, json_values
+from pipeline.scratch import Scratch, fetch_in_chunks
 from pipeline.sources.base import Column
 from pipeline.transform import BatchInput, Staged, StageFn, extract_batches, row_keys
 from transforms.auth import (
@@ -143,16 +143,12 @@ class UserSources:
     def profiles(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """The profile of each of ids that has one."""
         profiles, _ = self._built()
-        rows = self._scratch.db.execute(f"SELECT * FROM {profiles} WHERE id IN (SELECT value FROM json_each(?))",
-                                        (json_values(ids),))
-        return {r[0]: self._profile(r) for r in rows}
+        return {r[0]: self._profile(r) for r in self._scratch.with_ids(profiles, ids)}
 
     def in_auth(self, ids: list[str]) -> set[str]:
         """Those of ids that are auth.users ids."""
         _, auth = self._built()
-        rows = self._scratch.db.execute(f"SELECT id FROM {auth} WHERE id IN (SELECT value FROM json_each(?))",
-                                        (json_values(ids),))
-        return {r[0] for r in rows}
+        return {r[0] for r in self._scratch.with_ids(auth, ids, "id")}
 
     def profile_only(self) -> Iterator[list[dict[str, Any]]]:
         """Every profile whose id auth.users does not have, a block at a time."""
